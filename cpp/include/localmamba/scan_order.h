@@ -1,0 +1,50 @@
+// Scan orders over an H x W token grid (SPEC section 1.1). A scan order lists the
+// spatial positions p = i * W + j visited, with -1 marking a zero padding token.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace localmamba {
+
+enum class ScanKind : int {
+  kRowMajor = 0,           // "h"
+  kColumnMajor = 1,        // "v"
+  kWindow = 2,             // "wK": windows row-major, tokens row-major inside a window
+  kWindowColumnFirst = 3,  // "wK_col": windows and in-window tokens both column-major
+};
+
+struct ScanDirection {
+  ScanKind kind = ScanKind::kRowMajor;
+  int64_t window = 1;  // only for the window kinds
+  bool flip = false;
+
+  std::string name() const;
+};
+
+// Parses "h", "v", "wK", "wK_col" with an optional "_flip" suffix (K >= 1).
+// Throws std::invalid_argument naming the direction and the accepted forms.
+ScanDirection parse_direction(const std::string& name);
+
+// Number of tokens visited, padding included.
+int64_t scan_length(const ScanDirection& direction, int64_t height, int64_t width);
+
+// The visit order (length scan_length), -1 for padding tokens.
+std::vector<int64_t> scan_order(const ScanDirection& direction, int64_t height, int64_t width);
+
+// Index maps for K directions, each padded with -1 at the end to the longest length:
+// a row-major (K, max_length) table. Also fills the inverse table (K, H*W): for each
+// direction and spatial position, its index in that direction's sequence.
+struct ScanIndexMaps {
+  int64_t num_directions = 0;
+  int64_t max_length = 0;
+  int64_t num_tokens = 0;
+  std::vector<int64_t> forward;  // (K, max_length): sequence index -> spatial position or -1
+  std::vector<int64_t> inverse;  // (K, num_tokens): spatial position -> sequence index
+};
+
+ScanIndexMaps build_scan_index_maps(const std::vector<ScanDirection>& directions, int64_t height,
+                                    int64_t width);
+
+}  // namespace localmamba

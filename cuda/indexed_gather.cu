@@ -1,0 +1,142 @@
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+
+#include "cuda_check.h"
+#include "localmamba_cuda.h"
+
+namespace localmamba {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Output elements are enumerated with the source's fastest axis innermost, so neighbouring
+// threads read neighbouring source addresses (coalesced) in both layouts.
+struct GatherShape {
+  int64_t batch, directions, channels, length;
+  bool channels_inner;
+};
+
+__device__ inline void split_index(int64_t linear, const GatherShape& s, int64_t directions, int64_t& b,
+                                   int64_t& k, int64_t& c, int64_t& i) {
+  if (s.channels_inner) {
+    c = linear % s.channels;
+    linear /= s.channels;
+    i = linear % s.length;
+    linear /= s.length;
+  } else {
+    i = linear % s.length;
+    linear /= s.length;
+    c = linear % s.channels;
+    linear /= s.channels;
+  }
+  k = linear % directions;
+  b = linear / directions;
+}
+
+template <typename Bits>
+__global__ void gather_copy_kernel(IndexedGatherParams p, GatherShape s, int64_t total) {
+  const Bits* src = static_cast<const Bits*>(p.src);
+  Bits* dst = static_cast<Bits*>(p.dst);
+  for (int64_t linear = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; linear < total;
+       linear += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t b, k, c, i;
+    split_index(linear, s, s.directions, b, k, c, i);
+    const int64_t t = p.index[k * p.out_length + i];
+    Bits value{};
+    if (t >= 0) {
+      value = src[b * p.src_stride_batch + k * p.src_stride_direction + c * p.src_stride_channel +
+                  t * p.src_stride_token];
+    }
+    dst[b * p.dst_stride_batch + k * p.dst_stride_direction + c * p.dst_stride_channel + i * p.dst_stride_token] =
+        value;
+  }
+}
+
+template <typename T> struct DeviceScalar;
+template <> struct DeviceScalar<float> {
+  using acc = float;
+  __device__ static float load(float v) { return v; }
+  __device__ static float store(float v) { return v; }
+};
+template <> struct DeviceScalar<double> {
+  using acc = double;
+  __device__ static double load(double v) { return v; }
+  __device__ static double store(double v) { return v; }
+};
+template <> struct DeviceScalar<__half> {
+  using acc = float;
+  __device__ static float load(__half v) { return __half2float(v); }
+  __device__ static __half store(float v) { return __float2half_rn(v); }
+};
+template <> struct DeviceScalar<__nv_bfloat16> {
+  using acc = float;
+  __device__ static float load(__nv_bfloat16 v) { return __bfloat162float(v); }
+  __device__ static __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
+};
+
+template <typename T>
+__global__ void gather_sum_kernel(IndexedGatherParams p, GatherShape s, int64_t total) {
+  using Scalar = DeviceScalar<T>;
+  const T* src = static_cast<const T*>(p.src);
+  T* dst = static_cast<T*>(p.dst);
+  for (int64_t linear = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; linear < total;
+       linear += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t b, k_unused, c, i;
+    split_index(linear, s, 1, b, k_unused, c, i);
+    typename Scalar::acc acc = 0;
+    for (int64_t k = 0; k < p.num_directions; ++k) {
+      const int64_t t = p.index[k * p.out_length + i];
+      if (t >= 0) {
+        acc += Scalar::load(src[b * p.src_stride_batch + k * p.src_stride_direction + c * p.src_stride_channel +
+                                t * p.src_stride_token]);
+      }
+    }
+    dst[b * p.dst_stride_batch + c * p.dst_stride_channel + i * p.dst_stride_token] = Scalar::store(acc);
+  }
+}
+
+int grid_for(int64_t total) {
+  const int64_t blocks = (total + kThreads - 1) / kThreads;
+  return static_cast<int>(blocks < 65535 * 8 ? blocks : 65535 * 8);
+}
+
+}  // namespace
+
+void indexed_gather(const IndexedGatherParams& p) {
+  check_indexed_gather_params(p);
+  if (p.batch == 0 || p.channels == 0 || p.out_length == 0) return;
+  if (device_count() == 0) throw std::runtime_error(device_status());
+  GatherShape shape{p.batch, p.num_directions, p.channels, p.out_length,
+                    (p.src_stride_channel < 0 ? -p.src_stride_channel : p.src_stride_channel) <
+                        (p.src_stride_token < 0 ? -p.src_stride_token : p.src_stride_token)};
+  cudaStream_t stream = static_cast<cudaStream_t>(p.cuda_stream);
+  if (p.sum_over_directions) {
+    const int64_t total = p.batch * p.channels * p.out_length;
+    switch (p.dtype) {
+      case DType::kFloat32: gather_sum_kernel<float><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      case DType::kFloat64: gather_sum_kernel<double><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      case DType::kFloat16: gather_sum_kernel<__half><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      case DType::kBFloat16:
+        gather_sum_kernel<__nv_bfloat16><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total);
+        break;
+      default: throw std::invalid_argument("indexed_gather: unsupported dtype");
+    }
+  } else {
+    const int64_t total = p.batch * p.num_directions * p.channels * p.out_length;
+    switch (element_size(p.dtype)) {
+      case 2: gather_copy_kernel<uint16_t><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      case 4: gather_copy_kernel<uint32_t><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      case 8: gather_copy_kernel<uint64_t><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      default: throw std::invalid_argument("indexed_gather: unsupported element size");
+    }
+  }
+  check_launch("indexed_gather kernel");
+}
+
+}  // namespace cuda
+}  // namespace localmamba

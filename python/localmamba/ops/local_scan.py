@@ -1,0 +1,249 @@
+"""local_scan / local_reverse as PyTorch custom ops over the native indexed gather.
+
+Both are pure data movement, so the native and reference paths agree exactly, and each
+one's backward is the other: scanning is a gather whose adjoint sums the K sequences back
+into spatial order.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from . import _native, reference
+from .backend import resolve_backend
+from .directions import parse_directions, scan_length
+
+__all__ = ["scan_order", "local_scan", "local_reverse", "LAYOUTS"]
+
+LAYOUTS = ("BCHW", "BCL", "BLC")
+
+
+def scan_order(direction: str, H: int, W: int) -> torch.Tensor:
+    """Spatial positions (int64, row-major p = i*W + j) visited by `direction`; -1 = padding."""
+    from .. import _C
+
+    if not isinstance(direction, str):
+        raise TypeError(f"direction must be a str such as 'h' or 'w7_flip', got {type(direction).__name__}")
+    _check_grid(H, W)
+    return torch.tensor(_C.scan_order(direction, H, W), dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_grid(H, W) -> None:
+    for name, value in (("H", H), ("W", W)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _check_tensor(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _native.FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, float16, bfloat16 or float64, got {t.dtype}")
+    if t.device.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"{name} must be on cpu or cuda, got {t.device}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(t.shape)}")
+
+
+def _check_layout(layout) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def _spatial_shape(layout: str, leading: Tuple[int, ...], C: int, H: int, W: int) -> Tuple[int, ...]:
+    if layout == "BCHW":
+        return (*leading, C, H, W)
+    if layout == "BCL":
+        return (*leading, C, H * W)
+    return (*leading, H * W, C)
+
+
+def _check_spatial(name: str, x: torch.Tensor, layout: str, H: int, W: int, per_direction_k: Optional[int]) -> int:
+    """Validates a spatial-order tensor and returns its channel count."""
+    lead = 1 if per_direction_k is None else 2
+    rank = {"BCHW": 4, "BCL": 3, "BLC": 3}[layout] + lead - 1
+    if x.dim() != rank:
+        expected = _spatial_shape(layout, ("B",) if per_direction_k is None else ("B", "K"), "C", "H", "W")
+        raise ValueError(f"{name} must have shape {expected} for layout {layout!r}, got {tuple(x.shape)}")
+    C = x.shape[lead + 1] if layout == "BLC" else x.shape[lead]
+    expected = _spatial_shape(layout, tuple(x.shape[:lead]), C, H, W)
+    if tuple(x.shape) != expected:
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)} but H={H}, W={W} and layout {layout!r} need {expected}"
+            f" (H*W = {H * W} tokens)"
+        )
+    if per_direction_k is not None and x.shape[1] != per_direction_k:
+        raise ValueError(f"{name} has {x.shape[1]} directions along dim 1, expected {per_direction_k}")
+    return C
+
+
+# ----------------------------------------------------------------------------- native ops
+def _token_strides(x: torch.Tensor, layout: str, lead: int) -> Tuple[torch.Tensor, int, int]:
+    """Returns (x viewed as (..., C, L) or (..., L, C), channel stride, token stride)."""
+    if layout == "BCHW":
+        x = x.reshape(*x.shape[:lead], x.shape[lead], -1)  # a view whenever H and W can merge
+        return x, x.stride(lead), x.stride(lead + 1)
+    if layout == "BCL":
+        return x, x.stride(lead), x.stride(lead + 1)
+    return x, x.stride(lead + 1), x.stride(lead)
+
+
+@torch.library.custom_op("localmamba::local_scan", mutates_args=())
+def _local_scan_op(x: torch.Tensor, directions: str, H: int, W: int, layout: str, per_direction: bool) -> torch.Tensor:
+    forward, _ = _native.scan_index_maps(directions, H, W, x.device)
+    K, lmax = forward.shape
+    lead = 2 if per_direction else 1
+    xv, stride_c, stride_t = _token_strides(x, layout, lead)
+    B = x.shape[0]
+    C = x.shape[-1] if layout == "BLC" else x.shape[lead]
+    out = torch.empty(B, K, C, lmax, dtype=x.dtype, device=x.device)
+    with torch.cuda.device(x.device) if x.is_cuda else _nullcontext():
+        _C_call(
+            xv, out, (B, K, C, lmax, H * W),
+            (xv.stride(0), xv.stride(1) if per_direction else 0, stride_c, stride_t),
+            out.stride(), forward, False,
+        )
+    return out
+
+
+@_local_scan_op.register_fake
+def _(x, directions, H, W, layout, per_direction):
+    K = len(directions.split(","))
+    lmax = max(scan_length(d, H, W) for d in directions.split(","))
+    C = x.shape[-1] if layout == "BLC" else x.shape[2 if per_direction else 1]
+    return x.new_empty(x.shape[0], K, C, lmax)
+
+
+@torch.library.custom_op("localmamba::local_reverse", mutates_args=())
+def _local_reverse_op(y: torch.Tensor, directions: str, H: int, W: int, layout: str, reduce_sum: bool) -> torch.Tensor:
+    _, inverse = _native.scan_index_maps(directions, H, W, y.device)
+    B, K, C, lmax = y.shape
+    L = H * W
+    if reduce_sum:
+        out = torch.empty(_spatial_shape(layout, (B,), C, H, W), dtype=y.dtype, device=y.device)
+        ov, stride_c, stride_t = _token_strides(out, layout, 1)
+        dst_strides = (ov.stride(0), 0, stride_c, stride_t)
+    else:
+        out = torch.empty(_spatial_shape(layout, (B, K), C, H, W), dtype=y.dtype, device=y.device)
+        ov, stride_c, stride_t = _token_strides(out, layout, 2)
+        dst_strides = (ov.stride(0), ov.stride(1), stride_c, stride_t)
+    with torch.cuda.device(y.device) if y.is_cuda else _nullcontext():
+        _C_call(y, ov, (B, K, C, L, lmax), y.stride(), dst_strides, inverse, reduce_sum)
+    return out
+
+
+@_local_reverse_op.register_fake
+def _(y, directions, H, W, layout, reduce_sum):
+    B, K, C, _ = y.shape
+    return y.new_empty(_spatial_shape(layout, (B,) if reduce_sum else (B, K), C, H, W))
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _C_call(src, dst, sizes, src_strides, dst_strides, index, sum_over_directions) -> None:
+    from .. import _C
+
+    _C.indexed_gather(
+        src.data_ptr(), dst.data_ptr(), _native.dtype_name(src.dtype), _native.device_kind(src),
+        list(sizes), list(src_strides), list(dst_strides), index.data_ptr(), sum_over_directions,
+        _native.cuda_stream_of(src),
+    )
+
+
+def _local_scan_setup(ctx, inputs, output):
+    _, ctx.directions, ctx.H, ctx.W, ctx.layout, ctx.per_direction = inputs
+
+
+def _local_scan_backward(ctx, grad):
+    grad_x = _local_reverse_op(grad, ctx.directions, ctx.H, ctx.W, ctx.layout, not ctx.per_direction)
+    return grad_x, None, None, None, None, None
+
+
+def _local_reverse_setup(ctx, inputs, output):
+    _, ctx.directions, ctx.H, ctx.W, ctx.layout, ctx.reduce_sum = inputs
+
+
+def _local_reverse_backward(ctx, grad):
+    grad_y = _local_scan_op(grad.contiguous(), ctx.directions, ctx.H, ctx.W, ctx.layout, not ctx.reduce_sum)
+    return grad_y, None, None, None, None, None
+
+
+_local_scan_op.register_autograd(_local_scan_backward, setup_context=_local_scan_setup)
+_local_reverse_op.register_autograd(_local_reverse_backward, setup_context=_local_reverse_setup)
+
+
+# ----------------------------------------------------------------------------- public API
+def _canonical(directions) -> Tuple[str, ...]:
+    if isinstance(directions, str):
+        directions = [directions] if "," not in directions else directions.split(",")
+    if not isinstance(directions, (list, tuple)):
+        raise TypeError(f"directions must be a list of direction names, got {type(directions).__name__}")
+    return tuple(d.name for d in parse_directions(list(directions)))
+
+
+def local_scan(
+    x: torch.Tensor,
+    directions: Union[str, Sequence[str]],
+    H: int,
+    W: int,
+    layout: str = "BCHW",
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """Gathers spatial tokens into K scanned sequences: returns (B, K, C, Lmax).
+
+    x: (B, C, H, W) for layout "BCHW", (B, C, H*W) for "BCL", (B, H*W, C) for "BLC".
+    Padding tokens (windows that overhang the grid, and the tail of directions shorter than
+    the longest) are zeros.
+    """
+    dirs = _canonical(directions)
+    _check_grid(H, W)
+    _check_layout(layout)
+    _check_tensor("x", x)
+    _check_spatial("x", x, layout, H, W, None)
+    if resolve_backend(backend) == "reference":
+        return reference.local_scan(x, list(dirs), H, W, layout)
+    return _local_scan_op(x, ",".join(dirs), H, W, layout, False)
+
+
+def local_reverse(
+    y: torch.Tensor,
+    directions: Union[str, Sequence[str]],
+    H: int,
+    W: int,
+    reduce: Optional[str] = None,
+    layout: str = "BCHW",
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """Scatters K scanned sequences (B, K, C, Lmax) back to spatial order, dropping padding.
+
+    Returns (B, K, C, H, W) for layout "BCHW", (B, K, C, H*W) for "BCL", (B, K, H*W, C) for
+    "BLC"; with reduce="sum" the K axis is summed (in fp32 for 16-bit inputs) and removed.
+    """
+    dirs = _canonical(directions)
+    _check_grid(H, W)
+    _check_layout(layout)
+    if reduce not in (None, "sum"):
+        raise ValueError(f"reduce must be None or 'sum', got {reduce!r}")
+    _check_tensor("y", y)
+    if y.dim() != 4:
+        raise ValueError(f"y must have shape (B, K, C, Lmax), got {tuple(y.shape)}")
+    if y.shape[1] != len(dirs):
+        raise ValueError(f"y has {y.shape[1]} sequences along dim 1 but {len(dirs)} directions were given")
+    lmax = max(scan_length(d, H, W) for d in dirs)
+    if y.shape[3] != lmax:
+        raise ValueError(
+            f"y has length {y.shape[3]} along dim 3, but directions {list(dirs)} on a {H}x{W} grid need Lmax={lmax}"
+        )
+    if resolve_backend(backend) == "reference":
+        return reference.local_reverse(y, list(dirs), H, W, reduce, layout)
+    return _local_reverse_op(y, ",".join(dirs), H, W, layout, reduce == "sum")

@@ -1,0 +1,184 @@
+"""Pure-PyTorch reference implementations of every op, written from the SPEC.
+
+They are the ground truth in tests and an explicit fallback (``backend="reference"``);
+the library never falls back to them silently. They favour clarity over speed:
+``local_scan`` uses pad / reshape / permute, ``selective_scan`` is a sequential loop.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from .directions import ScanDirection, parse_direction, parse_directions, scan_length
+
+__all__ = [
+    "scan_order",
+    "local_scan",
+    "local_reverse",
+    "selective_scan",
+]
+
+
+def _grid_positions(H: int, W: int, device=None) -> torch.Tensor:
+    return torch.arange(H * W, device=device, dtype=torch.long).view(H, W)
+
+
+def _visit(grid: torch.Tensor, direction: ScanDirection, fill: float) -> torch.Tensor:
+    """grid: (H, W, *rest). Returns (L, *rest) in visit order; padding tokens take `fill`."""
+    H, W = grid.shape[0], grid.shape[1]
+    rest = grid.shape[2:]
+    if direction.kind == "h":
+        seq = grid.reshape(H * W, *rest)
+    elif direction.kind == "v":
+        seq = grid.transpose(0, 1).reshape(H * W, *rest)
+    else:
+        k = direction.window
+        Hp, Wp = -(-H // k) * k, -(-W // k) * k
+        padded = grid.new_full((Hp, Wp, *rest), fill)
+        padded[:H, :W] = grid
+        # (gi, a, gj, b, *rest)
+        tiles = padded.reshape(Hp // k, k, Wp // k, k, *rest)
+        if direction.kind == "w":
+            tiles = tiles.permute(0, 2, 1, 3, *range(4, 4 + len(rest)))  # gi, gj, a, b
+        else:  # column-first windows: gj, gi, b, a
+            tiles = tiles.permute(2, 0, 3, 1, *range(4, 4 + len(rest)))
+        seq = tiles.reshape(Hp * Wp, *rest)
+    if direction.flip:
+        seq = seq.flip(0)
+    return seq
+
+
+def scan_order(direction: Union[str, ScanDirection], H: int, W: int) -> torch.Tensor:
+    """Spatial positions (int64) visited by `direction`; -1 marks padding tokens."""
+    d = parse_direction(direction)
+    scan_length(d, H, W)  # validates H, W
+    return _visit(_grid_positions(H, W), d, -1)
+
+
+_LAYOUTS = ("BCHW", "BCL", "BLC")
+
+
+def _to_bchw(x: torch.Tensor, H: int, W: int, layout: str) -> torch.Tensor:
+    if layout == "BCHW":
+        return x
+    if layout == "BCL":
+        return x.reshape(x.shape[0], x.shape[1], H, W)
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], H, W)
+
+
+def local_scan(
+    x: torch.Tensor, directions: Union[str, Sequence[str]], H: int, W: int, layout: str = "BCHW"
+) -> torch.Tensor:
+    """Spatial tokens -> (B, K, C, Lmax) scanned sequences, zero padding, padded to the longest."""
+    dirs = parse_directions(directions)
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    grid = _to_bchw(x, H, W, layout).permute(2, 3, 0, 1)  # (H, W, B, C)
+    lmax = max(scan_length(d, H, W) for d in dirs)
+    outs = []
+    for d in dirs:
+        seq = _visit(grid, d, 0.0)  # (L, B, C)
+        seq = F.pad(seq.permute(1, 2, 0), (0, lmax - seq.shape[0]))  # (B, C, Lmax)
+        outs.append(seq)
+    return torch.stack(outs, dim=1).contiguous()
+
+
+def local_reverse(
+    y: torch.Tensor,
+    directions: Union[str, Sequence[str]],
+    H: int,
+    W: int,
+    reduce: Optional[str] = None,
+    layout: str = "BCHW",
+) -> torch.Tensor:
+    """(B, K, C, Lmax) sequences -> spatial tokens per direction (or summed with reduce="sum").
+
+    Output: layout "BCHW" -> (B, K, C, H, W); "BCL" -> (B, K, C, H*W); "BLC" -> (B, K, H*W, C);
+    with reduce="sum" the K axis is summed away.
+    """
+    dirs = parse_directions(directions)
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    if reduce not in (None, "sum"):
+        raise ValueError(f"reduce must be None or 'sum', got {reduce!r}")
+    B, K, C, _ = y.shape
+    outs = []
+    for k, d in enumerate(dirs):
+        order = scan_order(d, H, W).to(y.device)
+        seq = y[:, k, :, : order.numel()]
+        keep = order >= 0
+        spatial = y.new_zeros(B, C, H * W)
+        spatial[:, :, order[keep]] = seq[:, :, keep]
+        outs.append(spatial)
+    out = torch.stack(outs, dim=1)  # (B, K, C, HW)
+    if reduce == "sum":
+        out = out.sum(dim=1)
+        if layout == "BCHW":
+            return out.reshape(B, C, H, W)
+        return out if layout == "BCL" else out.transpose(1, 2).contiguous()
+    if layout == "BCHW":
+        return out.reshape(B, K, C, H, W)
+    return out if layout == "BCL" else out.transpose(2, 3).contiguous()
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    initial_state: Optional[torch.Tensor] = None,
+) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    """Sequential selective scan (SPEC section 1.2); same arguments as Mamba's selective_scan_fn.
+
+    u, delta: (B, D, L); A: (D, N); B, C: (B, N, L) or grouped (B, G, N, L);
+    D: (D,); z: (B, D, L); delta_bias: (D,); initial_state: (B, D, N).
+    Computes in float32 (float64 when u is float64); y has u's dtype.
+    """
+    dtype_in = u.dtype
+    compute = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u = u.to(compute)
+    delta = delta.to(compute)
+    A = A.to(compute)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(compute)[..., None]
+    if delta_softplus:
+        delta = torch.where(delta > 20, delta, F.softplus(delta))
+    batch, dim, length = u.shape
+    n_state = A.shape[1]
+
+    def per_channel(t: torch.Tensor) -> torch.Tensor:  # -> (B, D, N, L)
+        t = t.to(compute)
+        if t.dim() == 3:
+            return t.unsqueeze(1).expand(batch, dim, n_state, length)
+        groups = t.shape[1]
+        return t.repeat_interleave(dim // groups, dim=1)
+
+    Bc, Cc = per_channel(B), per_channel(C)
+    decay = torch.exp(delta.unsqueeze(2) * A.unsqueeze(-1))  # (B, D, N, L)
+    drive = delta.unsqueeze(2) * Bc * u.unsqueeze(2)  # (B, D, N, L)
+    state = (
+        initial_state.to(compute)
+        if initial_state is not None
+        else u.new_zeros(batch, dim, n_state)
+    )
+    ys = []
+    for t in range(length):
+        state = decay[..., t] * state + drive[..., t]
+        ys.append((state * Cc[..., t]).sum(-1))
+    y = torch.stack(ys, dim=-1) if length > 0 else u.new_zeros(batch, dim, 0)
+    if D is not None:
+        y = y + u * D.to(compute)[..., None]
+    if z is not None:
+        y = y * F.silu(z.to(compute))
+    y = y.to(dtype_in)
+    if return_last_state:
+        return y, state
+    return y

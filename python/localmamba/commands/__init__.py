@@ -1,0 +1,1 @@
+"""Subcommands of the `localmamba` command, one module each."""

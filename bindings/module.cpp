@@ -21,6 +21,8 @@
 namespace py = pybind11;
 using namespace localmamba;
 
+void register_selective_scan(py::module_& m);  // bind_selective_scan.cpp
+
 namespace {
 
 bool cuda_compiled() {
@@ -167,4 +169,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("indexed_gather", &indexed_gather, py::arg("src"), py::arg("dst"), py::arg("dtype"), py::arg("device"),
         py::arg("sizes"), py::arg("src_strides"), py::arg("dst_strides"), py::arg("index"),
         py::arg("sum_over_directions"), py::arg("cuda_stream") = 0);
+
+  register_selective_scan(m);
 }

@@ -169,10 +169,11 @@ def selective_scan(
         if initial_state is not None
         else u.new_zeros(batch, dim, n_state)
     )
+    # unbind (not indexing) along time: its backward is one stack, not L full-size scatters.
     ys = []
-    for t in range(length):
-        state = decay[..., t] * state + drive[..., t]
-        ys.append((state * Cc[..., t]).sum(-1))
+    for decay_t, drive_t, c_t in zip(decay.unbind(-1), drive.unbind(-1), Cc.unbind(-1)):
+        state = decay_t * state + drive_t
+        ys.append((state * c_t).sum(-1))
     y = torch.stack(ys, dim=-1) if length > 0 else u.new_zeros(batch, dim, 0)
     if D is not None:
         y = y + u * D.to(compute)[..., None]

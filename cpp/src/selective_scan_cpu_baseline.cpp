@@ -1,0 +1,11 @@
+// CPU selective scan kernels at the baseline SIMD level of the build (SSE2 on x86-64,
+// NEON on AArch64): 16-byte vectors.
+#define LOCALMAMBA_SS_VECTOR_BYTES 16
+#include "localmamba/selective_scan_cpu_kernel.h"
+
+namespace localmamba {
+namespace ss_baseline {
+void fwd(const SelectiveScanParams& p) { run_fwd(p); }
+void bwd(const SelectiveScanParams& p, const SelectiveScanGrads& g) { run_bwd(p, g); }
+}  // namespace ss_baseline
+}  // namespace localmamba

@@ -1,0 +1,306 @@
+"""selective_scan: Mamba's S6 scan (SPEC section 1.2) as a PyTorch custom op.
+
+Drop-in for ``selective_scan_fn`` of the reference Mamba package (same arguments, same
+order, same results), running on the native CPU kernels or the CUDA kernels, with a
+backward that recomputes the states from chunk-boundary states saved by the forward
+(saved memory O(B*D*N*L/chunk)). ``backend="reference"`` runs the sequential pure-PyTorch
+reference instead; nothing ever falls back silently.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple, Union
+
+import torch
+
+from . import _native, reference
+from .backend import resolve_backend
+
+__all__ = ["selective_scan", "selective_scan_chunk_size", "state_dtype"]
+
+_MAX_DSTATE = 256  # == localmamba::kSelectiveScanMaxDstate
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Type of the state and of A, D, delta_bias, initial/last state: float64 for float64 inputs, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def selective_scan_chunk_size(device: Union[str, torch.device]) -> int:
+    """Time steps per saved chunk state for the native kernels on `device`."""
+    from .. import _C
+
+    return int(_C.selective_scan_chunk_size(torch.device(device).type))
+
+
+# ----------------------------------------------------------------------------- checks
+def _is_tensor(name: str, t, optional: bool = False) -> None:
+    if t is None and optional:
+        return
+    if not isinstance(t, torch.Tensor):
+        kind = "a torch.Tensor or None" if optional else "a torch.Tensor"
+        raise TypeError(f"selective_scan: {name} must be {kind}, got {type(t).__name__}")
+    if t.is_complex() or not t.is_floating_point():
+        raise TypeError(f"selective_scan: {name} must be a real floating-point tensor, got {t.dtype}")
+    if t.numel() == 0:
+        raise ValueError(f"selective_scan: {name} must be non-empty, got shape {tuple(t.shape)}")
+
+
+def _expect_shape(name: str, t: Optional[torch.Tensor], shape: Tuple[int, ...], names: str) -> None:
+    if t is not None and tuple(t.shape) != shape:
+        raise ValueError(f"selective_scan: {name} must have shape {names} = {shape}, got {tuple(t.shape)}")
+
+
+def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_last_state) -> None:
+    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
+        _is_tensor(name, t)
+    for name, t in (("D", D), ("z", z), ("delta_bias", delta_bias), ("initial_state", initial_state)):
+        _is_tensor(name, t, optional=True)
+    for name, flag in (("delta_softplus", delta_softplus), ("return_last_state", return_last_state)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"selective_scan: {name} must be a bool, got {type(flag).__name__}")
+    if u.dtype not in _native.FLOAT_DTYPES:
+        raise TypeError(f"selective_scan: u must be float32, float16, bfloat16 or float64, got {u.dtype}")
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must have shape (batch, dim, L), got {tuple(u.shape)}")
+    batch, dim, length = u.shape
+    _expect_shape("delta", delta, (batch, dim, length), "(batch, dim, L) like u")
+    _expect_shape("z", z, (batch, dim, length), "(batch, dim, L) like u")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"selective_scan: A must have shape (dim, N) with dim = {dim} (from u), got {tuple(A.shape)}")
+    n_state = A.shape[1]
+    if n_state > _MAX_DSTATE:
+        raise ValueError(f"selective_scan: the state size N = A.shape[1] must be <= {_MAX_DSTATE}, got {n_state}")
+    for name, t in (("B", B), ("C", C)):
+        if t.dim() == 3:
+            _expect_shape(name, t, (batch, n_state, length), "(batch, N, L)")
+        elif t.dim() == 4:
+            groups = t.shape[1]
+            _expect_shape(name, t, (batch, groups, n_state, length), "(batch, groups, N, L)")
+            if dim % groups != 0:
+                raise ValueError(
+                    f"selective_scan: dim = {dim} must be divisible by the number of groups of {name} ({groups})"
+                )
+        else:
+            raise ValueError(
+                f"selective_scan: {name} must have shape (batch, N, L) or (batch, groups, N, L), got {tuple(t.shape)}"
+            )
+    if B.shape != C.shape:
+        raise ValueError(f"selective_scan: B and C must have the same shape, got {tuple(B.shape)} and {tuple(C.shape)}")
+    _expect_shape("D", D, (dim,), "(dim,)")
+    _expect_shape("delta_bias", delta_bias, (dim,), "(dim,)")
+    _expect_shape("initial_state", initial_state, (batch, dim, n_state), "(batch, dim, N)")
+    for name, t in (("delta", delta), ("z", z)):
+        if t is not None and t.dtype != u.dtype:
+            raise TypeError(f"selective_scan: {name} must have u's dtype {u.dtype}, got {t.dtype}")
+    if B.dtype != C.dtype:
+        raise TypeError(f"selective_scan: B and C must have the same dtype, got {B.dtype} and {C.dtype}")
+    if B.dtype not in (u.dtype, torch.float32) or (u.dtype == torch.float64 and B.dtype != torch.float64):
+        raise TypeError(f"selective_scan: B and C must have u's dtype {u.dtype} or float32, got {B.dtype}")
+    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
+                    ("initial_state", initial_state)):
+        if t is not None and t.device != u.device:
+            raise ValueError(f"selective_scan: {name} is on {t.device} but u is on {u.device}; all inputs must share a device")
+
+
+# ----------------------------------------------------------------------------- native ops
+def _arg(t: Optional[torch.Tensor]):
+    return None if t is None else (t.data_ptr(), list(t.stride()))
+
+
+def _sizes(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> List[int]:
+    return [u.shape[0], u.shape[1], u.shape[2], A.shape[1], B.shape[1]]
+
+
+def _device_context(t: torch.Tensor):
+    return torch.cuda.device(t.device) if t.is_cuda else _NullContext()
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@torch.library.custom_op("localmamba::selective_scan_fwd", mutates_args=())
+def _fwd_op(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor],
+    z: Optional[torch.Tensor],
+    delta_bias: Optional[torch.Tensor],
+    initial_state: Optional[torch.Tensor],
+    delta_softplus: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from .. import _C
+
+    batch, dim, length = u.shape
+    n_state = A.shape[1]
+    chunk = selective_scan_chunk_size(u.device)
+    sdt = state_dtype(u.dtype)
+    out = torch.empty_like(u, memory_format=torch.contiguous_format)
+    last = torch.empty(batch, dim, n_state, dtype=sdt, device=u.device)
+    saved = torch.empty(batch, dim, -(-length // chunk), n_state, dtype=sdt, device=u.device)
+    with _device_context(u):
+        _C.selective_scan_fwd(
+            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), _sizes(u, A, B),
+            delta_softplus, chunk, _arg(u), _arg(delta), _arg(A), _arg(B), _arg(C), _arg(D), _arg(z),
+            _arg(delta_bias), _arg(initial_state), _arg(out), _arg(last), saved.data_ptr(), _native.cuda_stream_of(u),
+        )
+    return out, last, saved
+
+
+@_fwd_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus):
+    batch, dim, length = u.shape
+    n_state = A.shape[1]
+    chunk = selective_scan_chunk_size(u.device)
+    sdt = state_dtype(u.dtype)
+    return (
+        u.new_empty(u.shape),
+        u.new_empty(batch, dim, n_state, dtype=sdt),
+        u.new_empty(batch, dim, -(-length // chunk), n_state, dtype=sdt),
+    )
+
+
+@torch.library.custom_op("localmamba::selective_scan_bwd", mutates_args=())
+def _bwd_op(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor],
+    z: Optional[torch.Tensor],
+    delta_bias: Optional[torch.Tensor],
+    initial_state: Optional[torch.Tensor],
+    chunk_states: torch.Tensor,
+    dout: torch.Tensor,
+    dlast_state: Optional[torch.Tensor],
+    delta_softplus: bool,
+) -> List[torch.Tensor]:
+    """Returns [du, ddelta, dA, dB, dC, dD, ddelta_bias, dinitial_state, dz] (dz empty without z)."""
+    from .. import _C
+
+    batch, dim, length = u.shape
+    n_state = A.shape[1]
+    sdt = state_dtype(u.dtype)
+    du = torch.empty_like(u, memory_format=torch.contiguous_format)
+    ddelta = torch.empty_like(u, memory_format=torch.contiguous_format)
+    dz = torch.empty_like(u, memory_format=torch.contiguous_format) if z is not None else u.new_empty(0)
+    dA = torch.empty(dim, n_state, dtype=sdt, device=u.device)
+    dB = torch.empty(B.shape, dtype=B.dtype, device=u.device)
+    dC = torch.empty(C.shape, dtype=C.dtype, device=u.device)
+    dD = torch.empty(dim, dtype=sdt, device=u.device)
+    dbias = torch.empty(dim, dtype=sdt, device=u.device)
+    dinit = torch.empty(batch, dim, n_state, dtype=sdt, device=u.device)
+    with _device_context(u):
+        _C.selective_scan_bwd(
+            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), _sizes(u, A, B),
+            delta_softplus, selective_scan_chunk_size(u.device), _arg(u), _arg(delta), _arg(A), _arg(B), _arg(C),
+            _arg(D), _arg(z), _arg(delta_bias), _arg(initial_state), chunk_states.data_ptr(), _arg(dout),
+            _arg(dlast_state), _arg(du), _arg(ddelta), _arg(dz if z is not None else None), _arg(dA), _arg(dB),
+            _arg(dC), _arg(dD), _arg(dbias), _arg(dinit), _native.cuda_stream_of(u),
+        )
+    return [du, ddelta, dA, dB, dC, dD, dbias, dinit, dz]
+
+
+@_bwd_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, initial_state, chunk_states, dout, dlast_state, delta_softplus):
+    batch, dim, _ = u.shape
+    n_state = A.shape[1]
+    sdt = state_dtype(u.dtype)
+    return [
+        u.new_empty(u.shape),
+        u.new_empty(u.shape),
+        u.new_empty(dim, n_state, dtype=sdt),
+        B.new_empty(B.shape),
+        C.new_empty(C.shape),
+        u.new_empty(dim, dtype=sdt),
+        u.new_empty(dim, dtype=sdt),
+        u.new_empty(batch, dim, n_state, dtype=sdt),
+        u.new_empty(u.shape) if z is not None else u.new_empty(0),
+    ]
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus = inputs
+    _, _, saved = output
+    ctx.mark_non_differentiable(saved)
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, saved)
+    ctx.delta_softplus = delta_softplus
+
+
+def _backward(ctx, dout, dlast, dsaved):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, saved = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros_like(u)
+    elif dout.stride(-1) != 1:
+        dout = dout.contiguous()
+    du, ddelta, dA, dB, dC, dD, dbias, dinit, dz = _bwd_op(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, saved, dout, dlast, ctx.delta_softplus
+    )
+    return (
+        du,
+        ddelta,
+        dA,
+        dB,
+        dC,
+        dD if D is not None else None,
+        dz if z is not None else None,
+        dbias if delta_bias is not None else None,
+        dinit if initial_state is not None else None,
+        None,
+    )
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+
+# ----------------------------------------------------------------------------- public API
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    *,
+    initial_state: Optional[torch.Tensor] = None,
+    backend: Optional[str] = None,
+) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    """Selective scan (S6); arguments and results as Mamba's ``selective_scan_fn``.
+
+    u, delta: (batch, dim, L); A: (dim, N) real; B, C: (batch, N, L) or grouped
+    (batch, groups, N, L); D, delta_bias: (dim,); z: (batch, dim, L);
+    initial_state: (batch, dim, N). delta and z have u's dtype; B and C have u's dtype or
+    float32. The state and all accumulation are float32 (float64 for float64 inputs); A, D,
+    delta_bias and initial_state are used in that type. Returns y (batch, dim, L) in u's
+    dtype, and with ``return_last_state`` also the last state (batch, dim, N) in the state type.
+    Any batch/channel strides are accepted (inputs not contiguous along L are copied).
+    """
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_last_state)
+    if resolve_backend(backend) == "reference":
+        return reference.selective_scan(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state=initial_state
+        )
+    _native.device_kind(u)  # cpu or cuda only
+    sdt = state_dtype(u.dtype)
+    A, D, delta_bias, initial_state = (None if t is None else t.to(sdt) for t in (A, D, delta_bias, initial_state))
+    if B.dim() == 3:
+        B, C = B.unsqueeze(1), C.unsqueeze(1)
+    u, delta, z, B, C = (_time_contiguous(t) for t in (u, delta, z, B, C))
+    out, last, _ = _fwd_op(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus)
+    return (out, last) if return_last_state else out

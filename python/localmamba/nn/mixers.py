@@ -1,0 +1,292 @@
+"""The two multi-direction token mixers: LocalVim's ``MultiMamba`` and LocalVMamba's ``SS2D``.
+
+Both run K directional selective scans (SPEC sections 1.1-1.3). Parameter names and shapes are
+the release's; the computation is batched over the K directions (one grouped conv, one einsum
+per projection, one scan over K·d_inner channels with grouped B/C), which is exact because
+every per-direction op is causal along its own sequence and shorter directions are only
+zero-padded at the end.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops import local_reverse, local_scan
+from ..ops.backend import resolve_backend
+from .layers import MultiScan, SCAttn, canonical_directions
+from .scan import selective_scan
+
+__all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
+
+
+def dt_bias_init(d_inner: int, dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> torch.Tensor:
+    """Mamba's dt bias: softplus(bias) log-uniform in [dt_min, dt_max]."""
+    dt = torch.exp(torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+    dt = dt.clamp(min=dt_init_floor)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """Row-major with unit stride along the last axis (also for size-1 axes, which .contiguous() keeps)."""
+    if t.is_contiguous() and t.stride(-1) == 1:
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def _a_log_init(d_inner: int, d_state: int) -> torch.Tensor:
+    return torch.log(torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1))
+
+
+class _BackendMixin:
+    backend: Optional[str]
+
+    def _backend(self) -> str:
+        return resolve_backend(self.backend)
+
+
+class MultiMamba(_BackendMixin, nn.Module):
+    """LocalVim mixer (the release's ``MultiMamba``, ``bimamba_type="v2"``).
+
+    in_proj -> for each direction k: reorder xz along the scan -> causal depthwise conv1d_k -> SiLU
+    -> x_proj_k -> dt_proj_k -> selective scan (A_log_k, D_k, z gate, softplus) -> reverse -> SCAttn
+    (shared) -> merge (sum, or the supernet's normalised softmax-weighted sum) -> out_proj.
+
+    With a middle class token the token at ``cls_index`` is taken out before the reorder, put at
+    the same index of every scanned sequence, and taken out / put back around the reverse.
+    Parameters per direction are independent (SPEC 1.7: the release aliases A_log on CPU).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        directions: Sequence[str],
+        search: bool = False,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: float = 2,
+        dt_rank="auto",
+        conv_bias: bool = True,
+        bias: bool = False,
+        backend: Optional[str] = None,
+    ):
+        super().__init__()
+        directions = canonical_directions(directions)
+        K = len(directions)
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.backend = backend
+        d_inner = self.d_inner
+        for i in range(K):
+            a_log = nn.Parameter(_a_log_init(d_inner, d_state))
+            a_log._no_weight_decay = True
+            setattr(self, f"A_log_{i}", a_log)
+            d_skip = nn.Parameter(torch.ones(d_inner))
+            d_skip._no_weight_decay = True
+            setattr(self, f"D_{i}", d_skip)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)
+        self.multi_scan = MultiScan(d_inner, directions, search=search)
+        for i in range(K):
+            setattr(self, f"conv1d_{i}", nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1,
+                                                   bias=conv_bias))
+            setattr(self, f"x_proj_{i}", nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False))
+            dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
+            dt_std = self.dt_rank ** -0.5
+            nn.init.uniform_(dt_proj.weight, -dt_std, dt_std)
+            with torch.no_grad():
+                dt_proj.bias.copy_(dt_bias_init(d_inner))
+            setattr(self, f"dt_proj_{i}", dt_proj)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
+        self.attn = SCAttn(d_inner)
+
+    @property
+    def directions(self) -> Tuple[str, ...]:
+        return self.multi_scan.directions
+
+    @property
+    def num_directions(self) -> int:
+        return self.multi_scan.num_directions
+
+    def _stacked(self, name: str) -> torch.Tensor:
+        return torch.stack([getattr(self, f"{name}_{i}") for i in range(self.num_directions)])
+
+    def _stacked_module(self, name: str, attr: str) -> Optional[torch.Tensor]:
+        tensors = [getattr(getattr(self, f"{name}_{i}"), attr) for i in range(self.num_directions)]
+        if tensors[0] is None:
+            return None
+        return torch.stack(tensors)
+
+    def forward(self, hidden_states: torch.Tensor, grid_size: Tuple[int, int],
+                cls_index: Optional[int] = None) -> torch.Tensor:
+        """hidden_states: (B, H*W [+1 with a class token], d_model) -> same shape."""
+        H, W = grid_size
+        backend = self._backend()
+        B = hidden_states.shape[0]
+        K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
+        dirs = self.directions
+        xz = self.in_proj(hidden_states)  # (B, L, 2Di)
+        if cls_index is not None:
+            cls_xz = xz[:, cls_index]  # (B, 2Di)
+            xz = torch.cat([xz[:, :cls_index], xz[:, cls_index + 1:]], dim=1)
+        if xz.shape[1] != H * W:
+            raise ValueError(f"mixer got {xz.shape[1]} tokens for a {H}x{W} grid")
+        seqs = local_scan(xz, dirs, H, W, layout="BLC", backend=backend)  # (B, K, 2Di, Lmax)
+        if cls_index is not None:
+            cls_col = cls_xz[:, None, :, None].expand(B, K, 2 * Di, 1)
+            seqs = torch.cat([seqs[..., :cls_index], cls_col, seqs[..., cls_index:]], dim=-1)
+        L = seqs.shape[-1]
+        x, z = seqs[:, :, :Di], seqs[:, :, Di:]
+
+        # causal depthwise conv, all directions in one grouped conv
+        conv_w = self._stacked_module("conv1d", "weight").reshape(K * Di, 1, self.d_conv)
+        conv_b = self._stacked_module("conv1d", "bias")
+        conv_b = conv_b.reshape(K * Di) if conv_b is not None else None
+        x = F.conv1d(x.reshape(B, K * Di, L), conv_w, conv_b, padding=self.d_conv - 1, groups=K * Di)[..., :L]
+        x = F.silu(x).view(B, K, Di, L)
+
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", x, self._stacked_module("x_proj", "weight"))
+        dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        delta = torch.einsum("bkrl,kdr->bkdl", dt, self._stacked_module("dt_proj", "weight"))
+        A = -torch.exp(self._stacked("A_log").float()).reshape(K * Di, N)
+        y = selective_scan(
+            _dense(x.reshape(B, K * Di, L)),
+            _dense(delta.reshape(B, K * Di, L)),
+            A,
+            _dense(Bs),
+            _dense(Cs),
+            D=self._stacked("D").reshape(K * Di).float(),
+            z=_dense(z.reshape(B, K * Di, L)),
+            delta_bias=self._stacked_module("dt_proj", "bias").reshape(K * Di).float(),
+            delta_softplus=True,
+            backend=backend,
+        ).view(B, K, Di, L)
+
+        if cls_index is not None:
+            cls_y = y[..., cls_index]  # (B, K, Di)
+            y = torch.cat([y[..., :cls_index], y[..., cls_index + 1:]], dim=-1)
+        ys = local_reverse(y.contiguous(), dirs, H, W, layout="BLC", backend=backend)  # (B, K, HW, Di)
+        if cls_index is not None:
+            ys = torch.cat([ys[:, :, :cls_index], cls_y.unsqueeze(2), ys[:, :, cls_index:]], dim=2)
+        ys = self.attn(ys)
+        return self.out_proj(self.multi_scan.merge(ys))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"
+
+
+class SS2D(_BackendMixin, nn.Module):
+    """LocalVMamba mixer (the release's ``SS2D`` with ``MultiScanVSSM``).
+
+    in_proj -> (x, z); z = SiLU(z); x -> depthwise conv2d -> SiLU -> for each direction k:
+    x_proj_k per token, dt from dt_projs_weight[k] -> one selective scan over all K·d_inner
+    channels (direction-major, grouped B/C) -> per direction: reverse, SCAttn (shared) -> merge
+    -> LayerNorm -> · z -> out_proj. Window padding tokens are zeros after the conv (so u = B = C
+    = 0 there and the state decays), and every direction is zero-padded at the end to the longest.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        directions: Sequence[str],
+        search: bool = False,
+        d_state: int = 16,
+        ssm_ratio: float = 2.0,
+        dt_rank="auto",
+        d_conv: int = 3,
+        conv_bias: bool = True,
+        bias: bool = False,
+        dropout: float = 0.0,
+        norm_eps: float = 1e-5,
+        backend: Optional[str] = None,
+    ):
+        super().__init__()
+        directions = canonical_directions(directions)
+        K = len(directions)
+        d_inner = int(ssm_ratio * d_model)
+        self.d_model = d_model
+        self.d_inner = d_inner
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.backend = backend
+        R, N = self.dt_rank, d_state
+
+        x_proj = torch.empty(K, R + 2 * N, d_inner)
+        bound = 1.0 / math.sqrt(d_inner)  # nn.Linear's default (kaiming-uniform, a=sqrt(5))
+        nn.init.uniform_(x_proj, -bound, bound)
+        self.x_proj_weight = nn.Parameter(x_proj)
+        dt_std = R ** -0.5
+        self.dt_projs_weight = nn.Parameter(torch.empty(K, d_inner, R).uniform_(-dt_std, dt_std))
+        self.dt_projs_bias = nn.Parameter(torch.stack([dt_bias_init(d_inner) for _ in range(K)]))
+        self.A_logs = nn.Parameter(_a_log_init(d_inner, N).repeat(K, 1))
+        self.A_logs._no_weight_decay = True
+        self.Ds = nn.Parameter(torch.ones(K * d_inner))
+        self.Ds._no_weight_decay = True
+
+        self.out_norm = nn.LayerNorm(d_inner, eps=norm_eps)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)
+        self.act = nn.SiLU()
+        if d_conv > 1:
+            self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, groups=d_inner, bias=conv_bias, padding=(d_conv - 1) // 2)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.multi_scan = MultiScan(d_inner, directions, search=search, with_attn=True, eps=norm_eps)
+
+    @property
+    def directions(self) -> Tuple[str, ...]:
+        return self.multi_scan.directions
+
+    @property
+    def num_directions(self) -> int:
+        return self.multi_scan.num_directions
+
+    def forward_core(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, d_inner, H, W) after conv and activation -> (B, H*W, d_inner) merged, normalised."""
+        B, Di, H, W = x.shape
+        K, N, R = self.num_directions, self.d_state, self.dt_rank
+        backend = self._backend()
+        dirs = self.directions
+        xs = local_scan(x, dirs, H, W, layout="BCHW", backend=backend)  # (B, K, Di, Lmax)
+        L = xs.shape[-1]
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        ys = selective_scan(
+            _dense(xs.reshape(B, K * Di, L)),
+            _dense(dts.reshape(B, K * Di, L)),
+            -torch.exp(self.A_logs.float()),
+            _dense(Bs),
+            _dense(Cs),
+            D=self.Ds.float(),
+            delta_bias=self.dt_projs_bias.reshape(-1).float(),
+            delta_softplus=True,
+            backend=backend,
+        ).view(B, K, Di, L)
+        y = local_reverse(ys, dirs, H, W, layout="BLC", backend=backend)  # (B, K, HW, Di)
+        y = self.multi_scan.merge(self.multi_scan.attn(y))
+        return self.out_norm(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, H, W, d_model) channels-last -> same shape."""
+        B, H, W, _ = x.shape
+        xz = self.in_proj(x)
+        if self.d_conv > 1:
+            x, z = xz.chunk(2, dim=-1)
+            z = self.act(z)
+            x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
+        else:
+            xz = self.act(xz)
+            x, z = xz.chunk(2, dim=-1)
+            x = x.permute(0, 3, 1, 2).contiguous()
+        y = self.forward_core(x).view(B, H, W, -1).to(z.dtype)
+        return self.dropout(self.out_proj(y * z))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"

@@ -1,0 +1,112 @@
+"""The selective scan as the layers call it: backend dispatch plus FLOP accounting.
+
+Layers never call a kernel directly; they call :func:`selective_scan` here, which
+
+* dispatches to ``localmamba.ops.selective_scan`` (native C++/CUDA kernels, or the pure-PyTorch
+  reference when ``backend="reference"``), and
+* reports each call to an active :func:`count_scans` context, which the profiler uses to add
+  the scan's cost (9·B·L·D·N + B·D·L, the convention of the release and of fvcore handles for
+  Mamba) to the matmul/convolution count.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional
+
+import torch
+
+from ..ops import reference as _reference
+from ..ops.backend import resolve_backend
+
+__all__ = ["selective_scan", "count_scans", "ScanRecord", "native_selective_scan_available"]
+
+
+@dataclass
+class ScanRecord:
+    batch: int
+    dim: int
+    length: int
+    d_state: int
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds of one scan: 9·B·L·D·N + B·D·L (the D skip term; z gating not counted)."""
+        return 9 * self.batch * self.length * self.dim * self.d_state + self.batch * self.dim * self.length
+
+
+@dataclass
+class _ScanCounter:
+    skip_compute: bool
+    records: List[ScanRecord] = field(default_factory=list)
+
+
+_local = threading.local()
+
+
+def _counters() -> List[_ScanCounter]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+@contextlib.contextmanager
+def count_scans(skip_compute: bool = False) -> Iterator[List[ScanRecord]]:
+    """Records every selective scan run inside the block.
+
+    With ``skip_compute=True`` the scans are not run (their outputs are zeros of the right shape
+    and dtype): FLOP counting only needs shapes, and this keeps profiling fast on any backend.
+    """
+    counter = _ScanCounter(skip_compute)
+    _counters().append(counter)
+    try:
+        yield counter.records
+    finally:
+        _counters().pop()
+
+
+def _native_op():
+    from .. import ops
+
+    op = getattr(ops, "selective_scan", None)
+    if op is None or not callable(op) or isinstance(op, type(ops)):
+        return None
+    return op
+
+
+def native_selective_scan_available() -> bool:
+    return _native_op() is not None
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """Mamba's selective scan (SPEC section 1.2); u, delta, z: (B, D, L); B, C: (B, N, L) or (B, G, N, L)."""
+    name = resolve_backend(backend)
+    stack = _counters()
+    if stack:
+        record = ScanRecord(u.shape[0], u.shape[1], u.shape[2], A.shape[1])
+        for counter in stack:
+            counter.records.append(record)
+        if any(c.skip_compute for c in stack):
+            return torch.zeros_like(u)
+    op = _native_op()
+    if op is not None:
+        return op(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus, backend=name)
+    if name == "reference":
+        return _reference.selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    raise RuntimeError(
+        "the native selective scan op (localmamba.ops.selective_scan) is not available in this build; "
+        "use backend='reference' (pure PyTorch) instead"
+    )

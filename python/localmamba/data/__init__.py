@@ -1,0 +1,23 @@
+"""Datasets, transforms, samplers and loaders for training and evaluation."""
+from .datasets import DataError, DatasetInfo, TensorImageDataset, build_datasets, load_cifar, load_digits, load_imagefolder
+from .samplers import ShardedEvalSampler, ShardedTrainSampler
+from .transforms import SeededDataset, build_mixup, build_transform
+from .loaders import build_eval_loader, build_loaders, set_train_epoch
+
+__all__ = [
+    "DataError",
+    "DatasetInfo",
+    "TensorImageDataset",
+    "SeededDataset",
+    "ShardedEvalSampler",
+    "ShardedTrainSampler",
+    "build_datasets",
+    "build_eval_loader",
+    "build_loaders",
+    "build_mixup",
+    "build_transform",
+    "set_train_epoch",
+    "load_cifar",
+    "load_digits",
+    "load_imagefolder",
+]

@@ -1,0 +1,159 @@
+"""Crash-safe checkpoint files.
+
+Every write goes to a temporary file in the destination directory, is flushed and
+fsync'ed, then renamed over the destination (`os.replace`, atomic on POSIX and Windows).
+A process killed mid-write therefore leaves the previous file intact; the stray
+temporary file is removed by the next successful write.
+
+Training checkpoints hold only tensors and plain Python containers (RNG states are
+converted), so they load with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import io
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_torch_save",
+    "atomic_save_safetensors",
+    "load_training_checkpoint",
+    "get_rng_state",
+    "set_rng_state",
+    "extract_state_dict",
+]
+
+PathLike = Union[str, os.PathLike]
+
+
+def _cleanup_stale_temps(path: Path) -> None:
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+
+
+def _atomic_write(path: PathLike, write_fn) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _cleanup_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    return _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> Path:
+    return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_save_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: Optional[Dict[str, str]] = None) -> Path:
+    from safetensors.torch import save
+
+    # clone: safetensors refuses tensors that share storage
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    data = save(plain, metadata=metadata)
+    return atomic_write_bytes(path, data)
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """Python, NumPy, torch CPU and CUDA RNG states, as tensors and plain containers."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"]))
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def load_training_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise RuntimeError(f"cannot read checkpoint {str(path)!r}: {e}") from e
+    if not isinstance(ckpt, dict):
+        raise RuntimeError(f"{str(path)!r} is not a localmamba checkpoint (expected a dict, got {type(ckpt).__name__})")
+    return ckpt
+
+
+def extract_state_dict(obj: Any, prefer_ema: bool = False) -> Dict[str, torch.Tensor]:
+    """The model state dict inside a checkpoint: ours ("model", "model_ema"), the official
+    release's ("model" or "state_dict"), or a bare state dict."""
+    if isinstance(obj, dict):
+        if prefer_ema and isinstance(obj.get("model_ema"), dict):
+            return strip_prefixes(obj["model_ema"])
+        for key in ("model", "state_dict", "model_state"):
+            if isinstance(obj.get(key), dict):
+                return strip_prefixes(obj[key])
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return strip_prefixes(obj)
+    raise RuntimeError("no model state dict found (expected keys 'model' or 'state_dict', or a plain state dict)")
+
+
+def strip_prefixes(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Remove DDP ('module.') and torch.compile ('_orig_mod.') prefixes."""
+    out = {}
+    for k, v in sd.items():
+        for prefix in ("module.", "_orig_mod."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out

@@ -134,9 +134,10 @@ def _fvcore_flops(model: nn.Module, size: Tuple[int, int, int]) -> Tuple[int, in
     finally:
         model.train(was_training)
     breakdown = dict(counter.counts)
-    scan = sum(r.flops for r in scans)
+    breakdown.update(scans.other_flops)
+    scan = sum(r.flops for r in scans.records)
     breakdown["selective_scan"] = scan
-    return sum(counter.counts.values()) + scan, scan, breakdown
+    return sum(breakdown.values()), scan, breakdown
 
 
 def _local_vim_paper_flops(model, size: Tuple[int, int, int]) -> Tuple[int, int, Dict[str, int]]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..ops import local_reverse, local_scan
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
-from .scan import selective_scan
+from .scan import causal_depthwise_conv1d, selective_scan
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
 
@@ -145,11 +145,10 @@ class MultiMamba(_BackendMixin, nn.Module):
         x, z = seqs[:, :, :Di], seqs[:, :, Di:]
 
         # causal depthwise conv, all directions in one grouped conv
-        conv_w = self._stacked_module("conv1d", "weight").reshape(K * Di, 1, self.d_conv)
+        conv_w = self._stacked_module("conv1d", "weight").reshape(K * Di, self.d_conv)
         conv_b = self._stacked_module("conv1d", "bias")
         conv_b = conv_b.reshape(K * Di) if conv_b is not None else None
-        x = F.conv1d(x.reshape(B, K * Di, L), conv_w, conv_b, padding=self.d_conv - 1, groups=K * Di)[..., :L]
-        x = F.silu(x).view(B, K, Di, L)
+        x = F.silu(causal_depthwise_conv1d(x.reshape(B, K * Di, L), conv_w, conv_b)).view(B, K, Di, L)
 
         x_dbl = torch.einsum("bkdl,kcd->bkcl", x, self._stacked_module("x_proj", "weight"))
         dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)

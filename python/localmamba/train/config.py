@@ -353,7 +353,7 @@ def validate_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     _num(cfg, "aug", "random_crop_padding", minimum=0, integer=True, allow_none=True)
     if a["auto_augment"] is not None:
         aa = a["auto_augment"]
-        if not isinstance(aa, str) or not aa.startswith(("rand", "augmix", "original", "v0")):
+        if not isinstance(aa, str) or aa.split("-")[0] not in ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a"):
             raise ConfigError(
                 f"aug.auto_augment must be a timm policy string such as 'rand-m9-mstd0.5-inc1', got {aa!r}"
             )

@@ -1,5 +1,6 @@
 // Argument validation shared by the CPU and CUDA selective scan, and the run-time choice of
 // the CPU kernel's SIMD level.
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -16,6 +17,11 @@ bool compiled();
 void fwd(const SelectiveScanParams& p);
 void bwd(const SelectiveScanParams& p, const SelectiveScanGrads& g);
 }  // namespace ss_avx2
+namespace ss_avx512 {
+bool compiled();
+void fwd(const SelectiveScanParams& p);
+void bwd(const SelectiveScanParams& p, const SelectiveScanGrads& g);
+}  // namespace ss_avx512
 
 namespace {
 
@@ -33,7 +39,31 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
-bool use_avx2() { return ss_avx2::compiled() && cpu_has_avx2_fma(); }
+bool cpu_has_avx512f() {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+// LOCALMAMBA_CPU_ISA=baseline|avx2 caps the level (for testing the other code paths).
+Isa pick_isa() {
+  static const Isa isa = [] {
+    const char* cap = std::getenv("LOCALMAMBA_CPU_ISA");
+    const std::string limit = cap ? cap : "";
+    if (limit != "baseline" && limit != "avx2" && ss_avx512::compiled() && cpu_has_avx512f()) return Isa::kAvx512;
+    if (limit != "baseline" && ss_avx2::compiled() && cpu_has_avx2_fma()) return Isa::kAvx2;
+    return Isa::kBaseline;
+  }();
+  return isa;
+}
 
 }  // namespace
 
@@ -61,25 +91,31 @@ void check_selective_scan_params(const SelectiveScanParams& p, bool backward) {
   if (backward && !p.chunk_states) fail("the backward needs the chunk states saved by the forward");
 }
 
-const char* selective_scan_cpu_isa() { return use_avx2() ? "avx2+fma" : "baseline"; }
+const char* selective_scan_cpu_isa() {
+  switch (pick_isa()) {
+    case Isa::kAvx512: return "avx512f";
+    case Isa::kAvx2: return "avx2+fma";
+    default: return "baseline";
+  }
+}
 
 void selective_scan_fwd_cpu(const SelectiveScanParams& p) {
   check_selective_scan_params(p, false);
   if (p.batch == 0 || p.dim == 0) return;
-  if (use_avx2()) {
-    ss_avx2::fwd(p);
-  } else {
-    ss_baseline::fwd(p);
+  switch (pick_isa()) {
+    case Isa::kAvx512: ss_avx512::fwd(p); break;
+    case Isa::kAvx2: ss_avx2::fwd(p); break;
+    default: ss_baseline::fwd(p); break;
   }
 }
 
 void selective_scan_bwd_cpu(const SelectiveScanParams& p, const SelectiveScanGrads& g) {
   check_selective_scan_params(p, true);
   if (!g.dout) fail("dout must not be null");
-  if (use_avx2()) {
-    ss_avx2::bwd(p, g);
-  } else {
-    ss_baseline::bwd(p, g);
+  switch (pick_isa()) {
+    case Isa::kAvx512: ss_avx512::bwd(p, g); break;
+    case Isa::kAvx2: ss_avx2::bwd(p, g); break;
+    default: ss_baseline::bwd(p, g); break;
   }
 }
 

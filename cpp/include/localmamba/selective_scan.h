@@ -117,7 +117,8 @@ void check_selective_scan_params(const SelectiveScanParams& params, bool backwar
 void selective_scan_fwd_cpu(const SelectiveScanParams& params);
 void selective_scan_bwd_cpu(const SelectiveScanParams& params, const SelectiveScanGrads& grads);
 
-// SIMD level picked at run time by the CPU kernels ("avx2+fma" or "baseline").
+// SIMD level picked at run time by the CPU kernels ("avx512f", "avx2+fma" or "baseline");
+// the environment variable LOCALMAMBA_CPU_ISA=avx2|baseline caps it.
 const char* selective_scan_cpu_isa();
 
 namespace cuda {

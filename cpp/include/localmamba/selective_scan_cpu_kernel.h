@@ -20,6 +20,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "localmamba/dtype.h"
 #include "localmamba/parallel.h"
@@ -44,17 +45,19 @@ inline int64_t ss_min(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t ss_max(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// exp over a float vector: Cody-Waite range reduction to [-ln2/2, ln2/2], degree-6
-// polynomial, scale by 2^k through the exponent bits. Max error ~2 ulp on [-87, 88].
+// exp over a float vector: round-to-nearest k = x log2(e) via the 1.5 * 2^23 trick,
+// Cody-Waite reduction to r in [-ln2/2, ln2/2], degree-6 polynomial, scale by 2^k through
+// the exponent bits. Inputs are clamped to [-87.3, 88]; max error ~2 ulp.
 inline vfloat vexp(vfloat x) {
   const vfloat lo = vfloat{} - 87.3f, hi = vfloat{} + 88.0f;
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
-  const vfloat fx = x * 1.44269504088896341f + 0.5f;
-  vint k = __builtin_convertvector(fx, vint);  // truncation toward zero
-  const vfloat kt = __builtin_convertvector(k, vfloat);
-  k = k + (kt > fx);  // -> floor (comparison yields -1 where true)
-  const vfloat kf = __builtin_convertvector(k, vfloat);
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  const vfloat t = x * 1.44269504088896341f + magic;
+  const vfloat kf = t - magic;
+  vint tk;
+  std::memcpy(&tk, &t, sizeof(tk));
+  const vint k = tk - 0x4b400000;  // bits of the magic number
   const vfloat r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
   vfloat p = vfloat{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -76,7 +79,7 @@ inline vdouble vexp(vdouble x) {
   return r;
 }
 
-// Horizontal sums in a fixed lane order.
+// Horizontal sums in a fixed lane order (deterministic).
 inline float hsum(vfloat v) {
   float s = v[0];
   for (int i = 1; i < static_cast<int>(sizeof(vfloat) / sizeof(float)); ++i) s += v[i];
@@ -230,6 +233,92 @@ inline Units make_units(const SelectiveScanParams& p) {
   return u;
 }
 
+// The inner loops, over JB state vectors at once (independent recurrences in flight, the
+// per-time-step sums kept in registers). `nv` is the row stride of the (t, n) arrays.
+
+// Forward: h <- exp(delta A) h + delta u B; yacc[i] (+)= sum_k C h.
+template <int JB, typename V, typename S>
+inline void fwd_block(V* h, const V* a_v, const V* bt, const V* ct, int64_t nv, int64_t tn, const S* dlt,
+                      const S* dlu, V* yacc, bool first) {
+  V hk[JB], ak[JB];
+  for (int k = 0; k < JB; ++k) hk[k] = h[k], ak[k] = a_v[k];
+  for (int64_t i = 0; i < tn; ++i) {
+    const S dl = dlt[i], du = dlu[i];
+    V acc = first ? V{} : yacc[i];
+    for (int k = 0; k < JB; ++k) {
+      const V da = vexp(ak[k] * dl);
+      hk[k] = da * hk[k] + du * bt[i * nv + k];
+      acc += ct[i * nv + k] * hk[k];
+    }
+    yacc[i] = acc;
+  }
+  for (int k = 0; k < JB; ++k) h[k] = hk[k];
+}
+
+// Backward recompute: states hs[i + 1] and decays das[i] of one chunk from hs[0].
+template <int JB, typename V, typename S>
+inline void recompute_block(V* hs, V* das, const V* a_v, const V* bt, int64_t nv, int64_t tn, const S* dlt,
+                            const S* dlu) {
+  V hk[JB], ak[JB];
+  for (int k = 0; k < JB; ++k) hk[k] = hs[k], ak[k] = a_v[k];
+  for (int64_t i = 0; i < tn; ++i) {
+    const S dl = dlt[i], du = dlu[i];
+    for (int k = 0; k < JB; ++k) {
+      const V da = vexp(ak[k] * dl);
+      das[i * nv + k] = da;
+      hk[k] = da * hk[k] + du * bt[i * nv + k];
+      hs[(i + 1) * nv + k] = hk[k];
+    }
+  }
+}
+
+// Backward reverse-time adjoint over one chunk.
+template <int JB, typename V, typename S>
+inline void adjoint_block(V* q, V* dA_acc, const V* a_v, const V* hs, const V* das, const V* bt, const V* ct,
+                          V* dbt, V* dct, int64_t nv, int64_t tn, const S* dlt, const S* dlu, const S* dy, V* vdu,
+                          V* vdd, V* yacc, bool first, bool want_y) {
+  V qk[JB], dak[JB], ak[JB];
+  for (int k = 0; k < JB; ++k) qk[k] = q[k], dak[k] = dA_acc[k], ak[k] = a_v[k];
+  for (int64_t i = tn - 1; i >= 0; --i) {
+    const S dyi = dy[i], dli = dlt[i], dui = dlu[i];
+    V s_du = first ? V{} : vdu[i];
+    V s_dd = first ? V{} : vdd[i];
+    V s_y = first ? V{} : yacc[i];
+    for (int k = 0; k < JB; ++k) {
+      const int64_t o = i * nv + k;
+      const V ht = hs[o + nv];
+      const V da = das[o];
+      const V cv = ct[o];
+      const V gk = qk[k] + cv * dyi;
+      dct[o] += dyi * ht;
+      dbt[o] += gk * dui;
+      if (want_y) s_y += cv * ht;
+      s_du += gk * bt[o];
+      const V w = gk * hs[o] * da;
+      s_dd += ak[k] * w;
+      dak[k] += dli * w;
+      qk[k] = da * gk;
+    }
+    vdu[i] = s_du;
+    vdd[i] = s_dd;
+    if (want_y) yacc[i] = s_y;
+  }
+  for (int k = 0; k < JB; ++k) q[k] = qk[k], dA_acc[k] = dak[k];
+}
+
+// Calls fn(integral_constant<JB>, j0) over [0, nv) in blocks of at most 4 vectors.
+template <typename Fn>
+inline void for_blocks(int64_t nv, Fn&& fn) {
+  int64_t j0 = 0;
+  for (; j0 + 4 <= nv; j0 += 4) fn(std::integral_constant<int, 4>{}, j0);
+  switch (nv - j0) {
+    case 3: fn(std::integral_constant<int, 3>{}, j0); break;
+    case 2: fn(std::integral_constant<int, 2>{}, j0); break;
+    case 1: fn(std::integral_constant<int, 1>{}, j0); break;
+    default: break;
+  }
+}
+
 template <typename T, typename S>
 void fwd_kernel(const SelectiveScanParams& p) {
   using V = typename VecOf<S>::type;
@@ -309,18 +398,10 @@ void fwd_kernel(const SelectiveScanParams& p) {
           if (p.delta_softplus) softplus_array(dlt, dlt, nullptr, tv);
           if (p.z) sigmoid_array(zz, zs, tv);
           for (int64_t i = 0; i < tv; ++i) dlu[i] = dlt[i] * uu[i];
-          for (int64_t j = 0; j < nv; ++j) {
-            V hj = h[j];
-            const V aj = a_v[j];
-            const V* bt = Btv + t0 * nv + j;
-            const V* ct = Ctv + t0 * nv + j;
-            for (int64_t i = 0; i < tn; ++i) {
-              const V da = vexp(aj * dlt[i]);
-              hj = da * hj + dlu[i] * bt[i * nv];
-              yacc[i] += ct[i * nv] * hj;
-            }
-            h[j] = hj;
-          }
+          for_blocks(nv, [&](auto jb, int64_t j0) {
+            fwd_block<decltype(jb)::value>(h + j0, a_v + j0, Btv + t0 * nv + j0, Ctv + t0 * nv + j0, nv, tn, dlt,
+                                           dlu, yacc, j0 == 0);
+          });
           for (int64_t i = 0; i < tn; ++i) {
             S y = hsum(yacc[i]) + skip_d * uu[i];
             if (p.z) y *= zz[i] * zs[i];
@@ -447,44 +528,16 @@ void bwd_kernel(const SelectiveScanParams& p, const SelectiveScanGrads& gr) {
           // Recompute the states of this chunk from its saved starting state.
           const S* start = saved + ((b * p.dim + d) * num_chunks + c) * N;
           for (int64_t n = 0; n < npad; ++n) tmp_s[n] = n < N ? start[n] : S(0);
-          for (int64_t j = 0; j < nv; ++j) {
-            V hj = tmp[j];
-            hs[j] = hj;
-            const V aj = a_v[j];
-            const V* bt = Btv + t0 * nv + j;
-            for (int64_t i = 0; i < tn; ++i) {
-              const V da = vexp(aj * dlt[i]);
-              das[i * nv + j] = da;
-              hj = da * hj + dlu[i] * bt[i * nv];
-              hs[(i + 1) * nv + j] = hj;
-            }
-          }
+          for (int64_t j = 0; j < nv; ++j) hs[j] = tmp[j];
+          for_blocks(nv, [&](auto jb, int64_t j0) {
+            recompute_block<decltype(jb)::value>(hs + j0, das + j0, a_v + j0, Btv + t0 * nv + j0, nv, tn, dlt, dlu);
+          });
           // Reverse-time adjoint: g_t = dA_{t+1} g_{t+1} + C_t dy_t, carried as q = dA_t g_t.
-          for (int64_t j = 0; j < nv; ++j) {
-            V qj = q[j];
-            V dAj = dA_acc[j];
-            const V aj = a_v[j];
-            const V* bt = Btv + t0 * nv + j;
-            const V* ct = Ctv + t0 * nv + j;
-            V* dbt = dBv + t0 * nv + j;
-            V* dct = dCv + t0 * nv + j;
-            for (int64_t i = tn - 1; i >= 0; --i) {
-              const V ht = hs[(i + 1) * nv + j];
-              const V da = das[i * nv + j];
-              const V cv = ct[i * nv];
-              const V gj = qj + cv * dy[i];
-              dct[i * nv] += dy[i] * ht;
-              yacc[i] += cv * ht;
-              dbt[i * nv] += gj * dlu[i];
-              vdu[i] += gj * bt[i * nv];
-              const V w = gj * hs[i * nv + j] * da;
-              vdd[i] += aj * w;
-              dAj += dlt[i] * w;
-              qj = da * gj;
-            }
-            q[j] = qj;
-            dA_acc[j] = dAj;
-          }
+          for_blocks(nv, [&](auto jb, int64_t j0) {
+            adjoint_block<decltype(jb)::value>(q + j0, dA_acc + j0, a_v + j0, hs + j0, das + j0, Btv + t0 * nv + j0,
+                                               Ctv + t0 * nv + j0, dBv + t0 * nv + j0, dCv + t0 * nv + j0, nv, tn,
+                                               dlt, dlu, dy, vdu, vdd, yacc, j0 == 0, p.z != nullptr);
+          });
           for (int64_t i = 0; i < tn; ++i) {
             const S gb = hsum(vdu[i]);
             const S du_t = dlt[i] * gb + skip_d * dy[i];

@@ -142,3 +142,14 @@ def test_export_from_release_style_checkpoint(tmp_path):
     rec = json.loads((tmp_path / "d.json").read_text())
     assert rec["directions"] == select_directions(alpha_probabilities(alphas_from_state_dict(sd)), 4)
     assert not (tmp_path / "d_heatmap.png").exists()
+
+
+def test_search_requires_a_supernet(tmp_path):
+    pytest.importorskip("sklearn")
+    from localmamba.train import ConfigError, load_config, run_training
+
+    cfg = load_config("digits/local_vim_search", ["model.name=local_vim_test", "model.kwargs={}", "data.img_size=32",
+                                                  "data.limit_train=16", "train.batch_size=8",
+                                                  f"output.dir={tmp_path}", "log.progress=false"])
+    with pytest.raises(ConfigError, match="needs a supernet"):
+        run_training(cfg, command="search")

@@ -240,6 +240,10 @@ def _run(cfg, command, resume, dist_info: D.DistInfo, device: torch.device) -> D
     model = build_model(cfg, num_classes, in_chans).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     is_search = bool(get_alphas(model))
+    if command == "search" and not is_search:
+        raise ConfigError(f"model {cfg['model']['name']!r} has no direction logits (parameters named "
+                          "'*multi_scan.weights'): `localmamba search` needs a supernet such as "
+                          "local_vim_tiny_search or local_vssm_tiny_search (and model.directions unset)")
 
     steps_per_epoch = train_loader.sampler.batches_per_epoch
     global_batch = t_cfg["batch_size"] * world

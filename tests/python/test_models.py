@@ -196,10 +196,10 @@ def test_native_and_reference_backends_agree_tiny(name):
 @needs_native
 @pytest.mark.parametrize("name", RELEASED)
 def test_native_and_reference_backends_agree_released(name):
-    """Every released model, at a small input to keep CI fast (windows still pad: w7 on 4x4 grids)."""
+    """Every released model, at a small input to keep CI fast (windows still pad, grids are non-square)."""
     torch.manual_seed(0)
     model = create_model(name).eval()
-    size = (64, 64) if name.startswith("local_vim") else (64, 96)
+    size = (48, 64) if name.startswith("local_vim") else (32, 48)  # non-square grids, w7 padding
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
         a = model.set_backend("native")(x)
@@ -353,3 +353,18 @@ def test_torch_compile_smoke():
         expected = model(x)
         compiled = torch.compile(model)
         torch.testing.assert_close(compiled(x), expected, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- low precision
+@pytest.mark.parametrize("name", ["local_vim_test", "local_vim_test_middle_cls_token", "local_vssm_test"])
+def test_bfloat16_autocast_and_bfloat16_weights(name):
+    model = create_model(name, backend=BACKEND).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(x)
+        half = model.to(torch.bfloat16)(x.bfloat16())
+    for out in (mixed, half):
+        assert out.dtype == torch.bfloat16
+        assert ((out.float() - ref).abs().max() / ref.abs().max()).item() < 0.05

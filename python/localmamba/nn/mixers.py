@@ -30,8 +30,10 @@ def dt_bias_init(d_inner: int, dt_min: float = 1e-3, dt_max: float = 0.1, dt_ini
     return dt + torch.log(-torch.expm1(-dt))
 
 
-def _dense(t: torch.Tensor) -> torch.Tensor:
-    """Row-major with unit stride along the last axis (also for size-1 axes, which .contiguous() keeps)."""
+def _dense(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """In ``dtype``, row-major with unit stride along the last axis (also for size-1 axes, which
+    .contiguous() keeps). The scan takes u, delta, B, C, z in one dtype (autocast may mix them)."""
+    t = t.to(dtype)
     if t.is_contiguous() and t.stride(-1) == 1:
         return t
     return t.clone(memory_format=torch.contiguous_format)
@@ -154,14 +156,15 @@ class MultiMamba(_BackendMixin, nn.Module):
         dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         delta = torch.einsum("bkrl,kdr->bkdl", dt, self._stacked_module("dt_proj", "weight"))
         A = -torch.exp(self._stacked("A_log").float()).reshape(K * Di, N)
+        u_dtype = x.dtype
         y = selective_scan(
-            _dense(x.reshape(B, K * Di, L)),
-            _dense(delta.reshape(B, K * Di, L)),
+            _dense(x.reshape(B, K * Di, L), u_dtype),
+            _dense(delta.reshape(B, K * Di, L), u_dtype),
             A,
-            _dense(Bs),
-            _dense(Cs),
+            _dense(Bs, u_dtype),
+            _dense(Cs, u_dtype),
             D=self._stacked("D").reshape(K * Di).float(),
-            z=_dense(z.reshape(B, K * Di, L)),
+            z=_dense(z.reshape(B, K * Di, L), u_dtype),
             delta_bias=self._stacked_module("dt_proj", "bias").reshape(K * Di).float(),
             delta_softplus=True,
             backend=backend,
@@ -257,12 +260,13 @@ class SS2D(_BackendMixin, nn.Module):
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        u_dtype = xs.dtype
         ys = selective_scan(
-            _dense(xs.reshape(B, K * Di, L)),
-            _dense(dts.reshape(B, K * Di, L)),
+            _dense(xs.reshape(B, K * Di, L), u_dtype),
+            _dense(dts.reshape(B, K * Di, L), u_dtype),
             -torch.exp(self.A_logs.float()),
-            _dense(Bs),
-            _dense(Cs),
+            _dense(Bs, u_dtype),
+            _dense(Cs, u_dtype),
             D=self.Ds.float(),
             delta_bias=self.dt_projs_bias.reshape(-1).float(),
             delta_softplus=True,

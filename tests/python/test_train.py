@@ -286,3 +286,24 @@ def test_cli_errors_and_listing(tmp_path):
 def test_bf16_autocast_on_cpu(tmp_path):
     summary = run_training(tiny_cfg(tmp_path, **{"train.amp": "bf16", "sched.epochs": 1}))
     assert math.isfinite(summary["val_loss"])
+
+
+def test_pretrained_initialisation_skips_mismatched_head(tmp_path, capsys):
+    import localmamba
+    from safetensors.torch import save_file
+
+    from localmamba.train.engine import load_pretrained
+
+    src = localmamba.create_model("local_vim_test", num_classes=10, in_chans=1)
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    torch.save({"model": src.state_dict()}, tmp_path / "w.pth")  # the release's layout
+    for f in ("w.safetensors", "w.pth"):
+        dst = localmamba.create_model("local_vim_test", num_classes=7, in_chans=1)
+        load_pretrained(dst, str(tmp_path / f))
+        sd_src, sd_dst = src.state_dict(), dst.state_dict()
+        for k, v in sd_dst.items():
+            if k.startswith("head."):
+                assert v.shape[0] == 7
+            else:
+                assert torch.equal(v, sd_src[k]), k
+        assert "skipped (shape mismatch): head.bias, head.weight" in capsys.readouterr().out

@@ -368,3 +368,18 @@ def test_bfloat16_autocast_and_bfloat16_weights(name):
     for out in (mixed, half):
         assert out.dtype == torch.bfloat16
         assert ((out.float() - ref).abs().max() / ref.abs().max()).item() < 0.05
+
+
+def test_models_work_without_timm():
+    """timm is optional: when it cannot be imported the registry still works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['timm'] = None\n"
+        "import localmamba, localmamba.models._timm as t\n"
+        "assert not t.TIMM_AVAILABLE\n"
+        "m = localmamba.create_model('local_vssm_test', num_classes=3)\n"
+        "assert m.num_classes == 3 and 'local_vim_tiny' in localmamba.list_models()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -22,6 +22,7 @@ namespace py = pybind11;
 using namespace localmamba;
 
 void register_selective_scan(py::module_& m);  // bind_selective_scan.cpp
+void register_directional_scan(py::module_& m);  // bind_directional_scan.cpp
 
 namespace {
 
@@ -171,4 +172,5 @@ PYBIND11_MODULE(_C, m) {
         py::arg("sum_over_directions"), py::arg("cuda_stream") = 0);
 
   register_selective_scan(m);
+  register_directional_scan(m);
 }

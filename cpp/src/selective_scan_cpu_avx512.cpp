@@ -11,6 +11,7 @@
 
 #include "localmamba/dtype.h"
 #include "localmamba/parallel.h"
+#include "localmamba/directional_scan.h"
 #include "localmamba/selective_scan.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -23,6 +24,7 @@
 #endif
 #define LOCALMAMBA_SS_VECTOR_BYTES 64
 #include "localmamba/selective_scan_cpu_kernel.h"
+#include "localmamba/directional_scan_cpu_kernel.h"
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -36,11 +38,17 @@ namespace ss_avx512 {
 bool compiled() { return true; }
 void fwd(const SelectiveScanParams& p) { run_fwd(p); }
 void bwd(const SelectiveScanParams& p, const SelectiveScanGrads& g) { run_bwd(p, g); }
+void dir_fwd(const DirectionalScanParams& p) { run_dir_fwd(p); }
+void dir_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& g) { run_dir_bwd(p, g); }
 #else
 bool compiled() { return false; }
 void fwd(const SelectiveScanParams&) { throw std::logic_error("selective_scan: AVX-512 kernels not compiled"); }
 void bwd(const SelectiveScanParams&, const SelectiveScanGrads&) {
   throw std::logic_error("selective_scan: AVX-512 kernels not compiled");
+}
+void dir_fwd(const DirectionalScanParams&) { throw std::logic_error("directional_scan: AVX-512 kernels not compiled"); }
+void dir_bwd(const DirectionalScanParams&, const DirectionalScanGrads&) {
+  throw std::logic_error("directional_scan: AVX-512 kernels not compiled");
 }
 #endif
 }  // namespace ss_avx512

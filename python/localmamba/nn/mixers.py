@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..ops import local_reverse, local_scan
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
-from .scan import causal_depthwise_conv1d, selective_scan
+from .scan import causal_depthwise_conv1d, directional_selective_scan, selective_scan
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
 
@@ -250,29 +250,27 @@ class SS2D(_BackendMixin, nn.Module):
         return self.multi_scan.num_directions
 
     def forward_core(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, d_inner, H, W) after conv and activation -> (B, H*W, d_inner) merged, normalised."""
+        """x: (B, d_inner, H, W) after conv and activation -> (B, H*W, d_inner) merged, normalised.
+
+        One fused directional scan: x_proj runs once per token in spatial order (it commutes with
+        the reorder), delta = dt_projs_weight · dt is computed inside the kernel, and the kernel reads
+        every direction through its index map and writes y straight back in spatial order -- the
+        same result as local_scan -> selective_scan -> local_reverse without the K reordered copies.
+        """
         B, Di, H, W = x.shape
-        K, N, R = self.num_directions, self.d_state, self.dt_rank
-        backend = self._backend()
-        dirs = self.directions
-        xs = local_scan(x, dirs, H, W, layout="BCHW", backend=backend)  # (B, K, Di, Lmax)
-        L = xs.shape[-1]
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        N, R = self.d_state, self.dt_rank
+        xs = _dense(x.reshape(B, Di, H * W), x.dtype)
+        x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight.to(xs.dtype))  # (B, K, R+2N, HW)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
-        u_dtype = xs.dtype
-        ys = selective_scan(
-            _dense(xs.reshape(B, K * Di, L), u_dtype),
-            _dense(dts.reshape(B, K * Di, L), u_dtype),
-            -torch.exp(self.A_logs.float()),
-            _dense(Bs, u_dtype),
-            _dense(Cs, u_dtype),
+        y = directional_selective_scan(
+            xs, dts, -torch.exp(self.A_logs.float()), Bs, Cs, self.directions, H, W,
             D=self.Ds.float(),
             delta_bias=self.dt_projs_bias.reshape(-1).float(),
             delta_softplus=True,
-            backend=backend,
-        ).view(B, K, Di, L)
-        y = local_reverse(ys, dirs, H, W, layout="BLC", backend=backend)  # (B, K, HW, Di)
+            dt_proj_weight=self.dt_projs_weight,
+            layout="BLC",
+            backend=self._backend(),
+        )  # (B, K, HW, Di)
         y = self.multi_scan.merge(self.multi_scan.attn(y))
         return self.out_norm(y)
 

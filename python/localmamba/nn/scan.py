@@ -22,6 +22,7 @@ from ..ops.backend import resolve_backend
 
 __all__ = [
     "selective_scan",
+    "directional_selective_scan",
     "causal_depthwise_conv1d",
     "count_scans",
     "ScanRecord",
@@ -143,3 +144,53 @@ def selective_scan(
         "the native selective scan op (localmamba.ops.selective_scan) is not available in this build; "
         "use backend='reference' (pure PyTorch) instead"
     )
+
+
+def directional_selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    directions=None,
+    H: Optional[int] = None,
+    W: Optional[int] = None,
+    *,
+    index: Optional[torch.Tensor] = None,
+    num_tokens: Optional[int] = None,
+    D: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = True,
+    z: Optional[torch.Tensor] = None,
+    dt_proj_weight: Optional[torch.Tensor] = None,
+    layout: str = "BCL",
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """The fused K-direction scan (``localmamba.ops.directional_selective_scan``) with FLOP accounting.
+
+    Counted as one selective scan over K·D channels at the padded length Lmax (as the composition it
+    replaces), plus the in-kernel delta projection (B·K·D·R·Lmax) when ``dt_proj_weight`` is given.
+    ``num_tokens`` (tokens of the output) only shapes the zeros returned when a profiler skips compute.
+    """
+    from ..ops.directional_scan import directional_selective_scan as _op
+    from ..ops.directions import max_scan_length, parse_directions
+
+    if index is not None:
+        K, lmax = index.shape
+    else:
+        K, lmax = len(parse_directions(directions)), max_scan_length(directions, H, W)
+    tokens = num_tokens if num_tokens is not None else u.shape[-1] if u.dim() == 3 else H * W
+    batch, dim = u.shape[0], A.shape[0] // K
+    stack = _counters()
+    if stack:
+        record = ScanRecord(batch, K * dim, lmax, A.shape[1])
+        for counter in stack:
+            counter.records.append(record)
+        if dt_proj_weight is not None:
+            record_flops("dt_proj", batch * K * dim * dt_proj_weight.shape[-1] * lmax)
+        if any(c.skip_compute for c in stack):
+            shape = (batch, K, tokens, dim) if layout == "BLC" else (batch, K, dim, tokens)
+            return u.new_zeros(shape)
+    return _op(u, delta, A, B, C, directions, H, W, index=index, D=D, delta_bias=delta_bias,
+               delta_softplus=delta_softplus, z=z, dt_proj_weight=dt_proj_weight, layout=layout,
+               backend=resolve_backend(backend))

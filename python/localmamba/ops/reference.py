@@ -18,6 +18,9 @@ __all__ = [
     "local_scan",
     "local_reverse",
     "selective_scan",
+    "gather_tokens",
+    "scatter_tokens",
+    "directional_selective_scan",
 ]
 
 
@@ -183,3 +186,81 @@ def selective_scan(
     if return_last_state:
         return y, state
     return y
+
+
+def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Token-order rows -> scanned sequences through an index table (K, Lmax), zeros at -1.
+
+    x: (B, C, T) shared by the directions, or (B, K, C, T). Returns (B, K, C, Lmax). This is
+    ``local_scan`` for an arbitrary table.
+    """
+    K = index.shape[0]
+    if x.dim() == 3:
+        x = x.unsqueeze(1).expand(x.shape[0], K, *x.shape[1:])
+    valid = (index >= 0).to(x.dtype)
+    seqs = [x[:, k][..., index[k].clamp(min=0)] * valid[k] for k in range(K)]
+    return torch.stack(seqs, dim=1)
+
+
+def scatter_tokens(y: torch.Tensor, index: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """Scanned sequences (B, K, C, Lmax) -> token order (B, K, C, T), padding steps dropped
+    (``local_reverse`` for an arbitrary table)."""
+    B, K, C, _ = y.shape
+    outs = []
+    for k in range(K):
+        keep = index[k] >= 0
+        out = y.new_zeros(B, C, num_tokens)
+        out[:, :, index[k][keep]] = y[:, k][:, :, keep]
+        outs.append(out)
+    return torch.stack(outs, dim=1)
+
+
+def directional_selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    index: torch.Tensor,
+    num_tokens: int,
+    D: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = True,
+    z: Optional[torch.Tensor] = None,
+    reduce: Optional[str] = None,
+    weights: Optional[torch.Tensor] = None,
+    dt_proj_weight: Optional[torch.Tensor] = None,
+    layout: str = "BCL",
+) -> torch.Tensor:
+    """The composition the fused op replaces: gather (local_scan) -> selective_scan over K*D
+    channels with grouped B/C -> scatter back (local_reverse) -> optional weights / sum over K.
+
+    Arguments as ``localmamba.ops.directional_selective_scan`` with the index table given
+    explicitly; u of rank 3 is token order (every input gathered, zeros at padding), rank 4
+    sequence order (inputs used as they are).
+    """
+    K, lmax = index.shape
+    seq = u.dim() == 4
+    index = index.to(u.device)
+
+    def to_seq(t):
+        return t if t is None or seq else gather_tokens(t, index)
+
+    us, ds, Bs, Cs, zs = (to_seq(t) for t in (u, delta, B, C, z))
+    batch, _, dim, _ = us.shape
+    if dt_proj_weight is not None:
+        w = dt_proj_weight.reshape(K, dim, -1).to(ds.dtype)
+        ds = torch.einsum("bkrl,kdr->bkdl", ds, w)
+    y = selective_scan(
+        us.reshape(batch, K * dim, lmax), ds.reshape(batch, K * dim, lmax), A, Bs, Cs, D=D,
+        z=None if zs is None else zs.reshape(batch, K * dim, lmax), delta_bias=delta_bias,
+        delta_softplus=delta_softplus,
+    ).view(batch, K, dim, lmax)
+    if weights is not None:
+        y = (y.to(weights.dtype) * weights.view(1, K, 1, 1)).to(y.dtype)
+    out = scatter_tokens(y, index, num_tokens)  # (B, K, D, T)
+    if reduce == "sum":
+        out = out.sum(1)
+    if layout == "BLC":
+        out = out.transpose(-1, -2).contiguous()
+    return out

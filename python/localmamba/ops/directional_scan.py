@@ -1,0 +1,469 @@
+"""directional_selective_scan: the K scan directions of a LocalMamba layer in one fused op.
+
+Equivalent to the composition ``local_scan -> selective_scan -> local_reverse`` (SPEC 1.1-1.3;
+``localmamba.ops.reference.directional_selective_scan`` is that composition), without any
+reordered copy: the kernel reads u, delta, B, C through each direction's index map and writes
+y straight back to token order.
+
+Two input modes:
+
+* token order (LocalVMamba): u (B, D, T) shared by the K directions, delta (B, K, D, T),
+  B / C (B, K, N, T), z (B, K, D, T), T = H*W. Padding steps of a direction (windows that
+  overhang the grid, the tail of shorter directions) read u = 0, delta = 0, B = C = 0 -- the
+  state decays through them with exp(softplus(delta_bias) A), exactly as the release's
+  zero-padded gather.
+* sequence order (LocalVim, whose conv1d needs the gathered sequence): u (B, K, D, Lmax),
+  delta (B, K, D, Lmax), B / C (B, K, N, Lmax), z (B, K, D, Lmax), read as they are; only
+  the output goes through the index map.
+
+With ``dt_proj_weight`` (K, D, R) the ``delta`` argument is the low-rank dt (B, K, R, .) and the
+delta projection runs inside the kernel (LocalVMamba's ``dt_projs_weight``): the (B, K, D, T)
+delta tensor is never materialised, in the forward or the backward.
+
+The output is y (B, K, D, T) in token order (``layout="BLC"``: (B, K, T, D)), or with
+``reduce="sum"`` the sum over directions (B, D, T) / (B, T, D), optionally weighted per
+direction by ``weights`` (K,). The directions are given by name (``directions`` + H, W) or as an
+explicit index table ``index`` (K, Lmax) of token indices, -1 = padding (e.g. the LocalVim
+middle-class-token layout).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from . import _native, reference
+from .backend import resolve_backend
+from .directions import parse_directions
+from .selective_scan import _MAX_DSTATE, selective_scan_chunk_size, state_dtype
+
+__all__ = ["directional_selective_scan", "scan_index_table", "middle_cls_index_table"]
+
+_LAYOUTS = ("BCL", "BLC")
+_MAX_DT_RANK = 256  # == localmamba::kDirectionalScanMaxDtRank
+
+
+def _err(msg: str) -> str:
+    return f"directional_selective_scan: {msg}"
+
+
+# ----------------------------------------------------------------------------- index tables
+def scan_index_table(directions: Union[str, Sequence[str]], H: int, W: int,
+                     device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+    """(K, Lmax) int64 table of the token visited at each step of each direction (-1 = padding)."""
+    names = ",".join(d.name for d in parse_directions(directions))
+    forward, _ = _native.scan_index_maps(names, H, W, torch.device(device))
+    return forward
+
+
+_MID_CACHE: Dict[Tuple[str, int, int, int, str], torch.Tensor] = {}
+
+
+def middle_cls_index_table(directions: Union[str, Sequence[str]], H: int, W: int, cls_index: int,
+                           device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+    """Index table over H*W + 1 tokens with a class token at token ``cls_index`` (SPEC 1.3).
+
+    Spatial token p sits at token p (p < cls_index) or p + 1 (p >= cls_index); every direction
+    visits the class token at sequence step ``cls_index``, its spatial order around it.
+    Shape (K, Lmax + 1).
+    """
+    names = ",".join(d.name for d in parse_directions(directions))
+    key = (names, H, W, cls_index, str(torch.device(device)))
+    table = _MID_CACHE.get(key)
+    if table is None:
+        if not 0 <= cls_index <= H * W:
+            raise ValueError(_err(f"cls_index must be in [0, {H * W}], got {cls_index}"))
+        base = scan_index_table(names, H, W, "cpu")
+        shifted = torch.where(base >= cls_index, base + 1, base)
+        cls_col = torch.full((base.shape[0], 1), cls_index, dtype=torch.int64)
+        table = torch.cat([shifted[:, :cls_index], cls_col, shifted[:, cls_index:]], dim=1).contiguous().to(device)
+        _MID_CACHE[key] = table
+    return table
+
+
+def _check_index_table(index: torch.Tensor, num_tokens: int) -> None:
+    if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2:
+        got = f"{index.dtype} tensor of shape {tuple(index.shape)}" if isinstance(index, torch.Tensor) else type(index).__name__
+        raise ValueError(_err(f"index must be an int64 tensor (K, Lmax), got {got}"))
+    cpu = index.detach().cpu()
+    if cpu.numel() and (cpu.min() < -1 or cpu.max() >= num_tokens):
+        raise ValueError(_err(f"index entries must lie in [-1, {num_tokens}) (tokens of the output), "
+                              f"got range [{int(cpu.min())}, {int(cpu.max())}]"))
+    for k in range(cpu.shape[0]):
+        row = cpu[k][cpu[k] >= 0]
+        if row.numel() != num_tokens or torch.unique(row).numel() != num_tokens:
+            raise ValueError(_err(f"index row {k} must visit each of the {num_tokens} tokens exactly once "
+                                  f"(visits {torch.unique(row).numel()} distinct tokens in {row.numel()} steps)"))
+
+
+# ----------------------------------------------------------------------------- native ops
+def _strides(t: torch.Tensor) -> List[int]:
+    """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
+    return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
+
+
+def _arg(t: Optional[torch.Tensor]):
+    return None if t is None else (t.data_ptr(), _strides(t))
+
+
+def _arg4(t: Optional[torch.Tensor], shared: bool = False):
+    """(B, D, T) shared among directions -> strides (b, 0, d, t); 4-D tensors as they are."""
+    if t is None:
+        return None
+    s = _strides(t)
+    if shared:
+        return (t.data_ptr(), [s[0], 0, s[1], s[2]])
+    return (t.data_ptr(), s)
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _device_context(t: torch.Tensor):
+    return torch.cuda.device(t.device) if t.is_cuda else _NullContext()
+
+
+def _out_shape(u: torch.Tensor, K: int, num_tokens: int, reduce_sum: bool, channels_last: bool) -> Tuple[int, ...]:
+    batch = u.shape[0]
+    dim = u.shape[1] if u.dim() == 3 else u.shape[2]
+    lead = (batch,) if reduce_sum else (batch, K)
+    return (*lead, num_tokens, dim) if channels_last else (*lead, dim, num_tokens)
+
+
+def _out_arg(out: torch.Tensor, reduce_sum: bool, channels_last: bool):
+    s = list(out.stride())
+    if reduce_sum:
+        s = [s[0], 0] + s[1:]
+    if channels_last:  # (..., T, D) viewed as (..., D, T)
+        s = s[:2] + [s[3], s[2]]
+    return (out.data_ptr(), s)
+
+
+def _sizes(u, A, B, index, num_tokens, dt_weight, delta) -> List[int]:
+    K, length = index.shape
+    batch = u.shape[0]
+    dim = A.shape[0] // K
+    rank = delta.shape[2] if dt_weight is not None else 0
+    return [batch, K, dim, length, num_tokens, A.shape[1], rank]
+
+
+@torch.library.custom_op("localmamba::directional_scan_fwd", mutates_args=())
+def _fwd_op(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    dt_weight: Optional[torch.Tensor],
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor],
+    z: Optional[torch.Tensor],
+    delta_bias: Optional[torch.Tensor],
+    weights: Optional[torch.Tensor],
+    index: torch.Tensor,
+    num_tokens: int,
+    delta_softplus: bool,
+    reduce_sum: bool,
+    channels_last: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    from .. import _C
+
+    K, length = index.shape
+    seq = u.dim() == 4
+    sizes = _sizes(u, A, B, index, num_tokens, dt_weight, delta)
+    chunk = selective_scan_chunk_size(u.device)
+    sdt = state_dtype(u.dtype)
+    out = torch.empty(_out_shape(u, K, num_tokens, reduce_sum, channels_last), dtype=u.dtype, device=u.device)
+    saved = torch.empty(sizes[0], K * sizes[2], -(-length // chunk), sizes[5], dtype=sdt, device=u.device)
+    dt = delta if dt_weight is not None else None
+    dl = None if dt_weight is not None else delta
+    with _device_context(u):
+        _C.directional_scan_fwd(
+            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
+            [delta_softplus, seq, reduce_sum], chunk, index.data_ptr(), _arg4(u, shared=not seq), _arg4(dl),
+            _arg4(dt), _arg(dt_weight), _arg(A), _arg(B), _arg(C), _arg(D), _arg4(z), _arg(delta_bias),
+            _arg(weights), _out_arg(out, reduce_sum, channels_last), saved.data_ptr(), _native.cuda_stream_of(u),
+        )
+    return out, saved
+
+
+@_fwd_op.register_fake
+def _(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus, reduce_sum,
+      channels_last):
+    K, length = index.shape
+    chunk = selective_scan_chunk_size(u.device)
+    dim = A.shape[0] // K
+    return (
+        u.new_empty(_out_shape(u, K, num_tokens, reduce_sum, channels_last)),
+        u.new_empty(u.shape[0], K * dim, -(-length // chunk), A.shape[1], dtype=state_dtype(u.dtype)),
+    )
+
+
+@torch.library.custom_op("localmamba::directional_scan_bwd", mutates_args=())
+def _bwd_op(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    dt_weight: Optional[torch.Tensor],
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor],
+    z: Optional[torch.Tensor],
+    delta_bias: Optional[torch.Tensor],
+    weights: Optional[torch.Tensor],
+    index: torch.Tensor,
+    num_tokens: int,
+    delta_softplus: bool,
+    reduce_sum: bool,
+    channels_last: bool,
+    chunk_states: torch.Tensor,
+    dout: torch.Tensor,
+) -> List[torch.Tensor]:
+    """[du, ddelta (or ddt), ddt_weight, dA, dB, dC, dD, dz, ddelta_bias, dweights]; absent ones empty."""
+    from .. import _C
+
+    seq = u.dim() == 4
+    sizes = _sizes(u, A, B, index, num_tokens, dt_weight, delta)
+    sdt = state_dtype(u.dtype)
+
+    def empty():
+        return u.new_empty(0)
+
+    du = torch.empty(u.shape, dtype=u.dtype, device=u.device)
+    ddelta = torch.empty(delta.shape, dtype=delta.dtype, device=u.device)
+    ddt_w = torch.empty(dt_weight.shape, dtype=sdt, device=u.device) if dt_weight is not None else empty()
+    dA = torch.empty(A.shape, dtype=sdt, device=u.device)
+    dB = torch.empty(B.shape, dtype=B.dtype, device=u.device)
+    dC = torch.empty(C.shape, dtype=C.dtype, device=u.device)
+    dD = torch.empty(A.shape[0], dtype=sdt, device=u.device) if D is not None else empty()
+    dz = torch.empty(z.shape, dtype=z.dtype, device=u.device) if z is not None else empty()
+    dbias = torch.empty(A.shape[0], dtype=sdt, device=u.device) if delta_bias is not None else empty()
+    dw = torch.empty(weights.shape, dtype=sdt, device=u.device) if weights is not None else empty()
+    dt = delta if dt_weight is not None else None
+    dl = None if dt_weight is not None else delta
+    dout_arg = _out_arg(dout, reduce_sum, channels_last)
+    with _device_context(u):
+        _C.directional_scan_bwd(
+            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
+            [delta_softplus, seq, reduce_sum], selective_scan_chunk_size(u.device), index.data_ptr(),
+            _arg4(u, shared=not seq), _arg4(dl), _arg4(dt), _arg(dt_weight), _arg(A), _arg(B), _arg(C), _arg(D),
+            _arg4(z), _arg(delta_bias), _arg(weights), chunk_states.data_ptr(), dout_arg,
+            _arg4(du, shared=not seq), _arg4(ddelta) if dt_weight is None else None,
+            _arg4(ddelta) if dt_weight is not None else None,
+            _arg(ddt_w) if dt_weight is not None else None, _arg(dA), _arg(dB), _arg(dC),
+            _arg(dD) if D is not None else None, _arg4(dz) if z is not None else None,
+            _arg(dbias) if delta_bias is not None else None, _arg(dw) if weights is not None else None,
+            _native.cuda_stream_of(u),
+        )
+    return [du, ddelta, ddt_w, dA, dB, dC, dD, dz, dbias, dw]
+
+
+@_bwd_op.register_fake
+def _(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus, reduce_sum,
+      channels_last, chunk_states, dout):
+    sdt = state_dtype(u.dtype)
+
+    def empty():
+        return u.new_empty(0)
+
+    return [
+        u.new_empty(u.shape),
+        delta.new_empty(delta.shape),
+        u.new_empty(dt_weight.shape, dtype=sdt) if dt_weight is not None else empty(),
+        u.new_empty(A.shape, dtype=sdt),
+        B.new_empty(B.shape),
+        C.new_empty(C.shape),
+        u.new_empty(A.shape[0], dtype=sdt) if D is not None else empty(),
+        z.new_empty(z.shape) if z is not None else empty(),
+        u.new_empty(A.shape[0], dtype=sdt) if delta_bias is not None else empty(),
+        u.new_empty(weights.shape, dtype=sdt) if weights is not None else empty(),
+    ]
+
+
+def _setup_context(ctx, inputs, output):
+    (u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus, reduce_sum,
+     channels_last) = inputs
+    _, saved = output
+    ctx.mark_non_differentiable(saved)
+    ctx.save_for_backward(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, saved)
+    ctx.flags = (num_tokens, delta_softplus, reduce_sum, channels_last)
+
+
+def _backward(ctx, dout, dsaved):
+    u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, saved = ctx.saved_tensors
+    num_tokens, delta_softplus, reduce_sum, channels_last = ctx.flags
+    if dout is None:
+        dout = u.new_zeros(_out_shape(u, index.shape[0], num_tokens, reduce_sum, channels_last))
+    du, ddelta, ddt_w, dA, dB, dC, dD, dz, dbias, dw = _bwd_op(
+        u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus, reduce_sum,
+        channels_last, saved, dout,
+    )
+    return (
+        du,
+        ddelta,
+        ddt_w if dt_weight is not None else None,
+        dA,
+        dB,
+        dC,
+        dD if D is not None else None,
+        dz if z is not None else None,
+        dbias if delta_bias is not None else None,
+        dw if weights is not None else None,
+        None, None, None, None, None,
+    )
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------- checks
+def _tensor(name: str, t, optional: bool = False) -> None:
+    if t is None and optional:
+        return
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(_err(f"{name} must be a torch.Tensor{' or None' if optional else ''}, got {type(t).__name__}"))
+    if not t.is_floating_point() or t.is_complex():
+        raise TypeError(_err(f"{name} must be a real floating-point tensor, got {t.dtype}"))
+
+
+def _shape(name: str, t: Optional[torch.Tensor], shape: Tuple[int, ...], names: str) -> None:
+    if t is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(_err(f"{name} must have shape {names} = {tuple(shape)}, got {tuple(t.shape)}"))
+
+
+def _unit_last(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
+
+
+def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
+    if (directions is None) == (index is None):
+        raise ValueError(_err("give the scan orders either as directions (with H and W) or as an index table, "
+                              "exactly one of them"))
+    if directions is not None:
+        for name, v in (("H", H), ("W", W)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(_err(f"{name} must be a positive int with directions, got {v!r}"))
+        return scan_index_table(directions, H, W, device), H * W
+    if not isinstance(index, torch.Tensor):
+        raise ValueError(_err(f"index must be an int64 tensor (K, Lmax), got {type(index).__name__}"))
+    for key, table in _MID_CACHE.items():  # built (and checked) by middle_cls_index_table
+        if index is table:
+            return index.to(device=device), key[1] * key[2] + 1
+    num_tokens = int(index.max().item()) + 1 if index.numel() else 0
+    _check_index_table(index, num_tokens)
+    return index.to(device=device).contiguous(), num_tokens
+
+
+# ----------------------------------------------------------------------------- public API
+def directional_selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    directions: Optional[Union[str, Sequence[str]]] = None,
+    H: Optional[int] = None,
+    W: Optional[int] = None,
+    D: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = True,
+    z: Optional[torch.Tensor] = None,
+    reduce: Optional[str] = None,
+    weights: Optional[torch.Tensor] = None,
+    backend: Optional[str] = None,
+    *,
+    dt_proj_weight: Optional[torch.Tensor] = None,
+    index: Optional[torch.Tensor] = None,
+    layout: str = "BCL",
+) -> torch.Tensor:
+    """K directional selective scans in one call (see the module docstring).
+
+    u: (B, D, T) token order (shared by the directions) or (B, K, D, Lmax) sequence order.
+    delta: (B, K, D, .) -- or, with ``dt_proj_weight`` (K, D, R), the low-rank dt (B, K, R, .).
+    A: (K*D, N); B, C: (B, K, N, .); D, delta_bias: (K*D,) or (K, D); z: (B, K, D, .);
+    weights: (K,). Scan orders: ``directions`` (names) with H, W, or ``index`` (K, Lmax) int64.
+    Returns y in u's dtype: (B, K, D, T) ("BCL") or (B, K, T, D) ("BLC"); with reduce="sum"
+    (B, D, T) or (B, T, D). State and accumulation in float32 (float64 for float64 inputs).
+    """
+    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
+        _tensor(name, t)
+    for name, t in (("D", D), ("delta_bias", delta_bias), ("z", z), ("weights", weights),
+                    ("dt_proj_weight", dt_proj_weight)):
+        _tensor(name, t, optional=True)
+    if u.dtype not in _native.FLOAT_DTYPES:
+        raise TypeError(_err(f"u must be float32, float16, bfloat16 or float64, got {u.dtype}"))
+    if reduce not in (None, "sum"):
+        raise ValueError(_err(f"reduce must be None or 'sum', got {reduce!r}"))
+    if layout not in _LAYOUTS:
+        raise ValueError(_err(f"layout must be one of {_LAYOUTS}, got {layout!r}"))
+    if not isinstance(delta_softplus, bool):
+        raise TypeError(_err(f"delta_softplus must be a bool, got {type(delta_softplus).__name__}"))
+    if u.dim() not in (3, 4):
+        raise ValueError(_err(f"u must be (B, D, H*W) in token order or (B, K, D, Lmax) in sequence order, "
+                              f"got shape {tuple(u.shape)}"))
+    idx, num_tokens = _resolve_index(directions, H, W, index, u.device)
+    K, lmax = idx.shape
+    seq = u.dim() == 4
+    batch = u.shape[0]
+    dim = u.shape[2] if seq else u.shape[1]
+    steps = lmax if seq else num_tokens
+    where = "Lmax (sequence order)" if seq else "H*W (token order)"
+    if seq:
+        _shape("u", u, (batch, K, dim, lmax), f"(B, K, D, Lmax) for {K} directions of length {lmax}")
+    elif u.shape[2] != num_tokens:
+        raise ValueError(_err(f"u has {u.shape[2]} tokens along its last axis but the scan orders cover "
+                              f"{num_tokens} tokens" + (f" (H*W = {H}x{W})" if H and W else "")))
+    if A.dim() != 2 or A.shape[0] != K * dim:
+        raise ValueError(_err(f"A must have shape (K*D, N) = ({K * dim}, N) for K={K}, D={dim}, got {tuple(A.shape)}"))
+    n_state = A.shape[1]
+    if n_state > _MAX_DSTATE:
+        raise ValueError(_err(f"the state size N = A.shape[1] must be <= {_MAX_DSTATE}, got {n_state}"))
+    if dt_proj_weight is not None:
+        if dt_proj_weight.dim() == 2:
+            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
+        if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
+            raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
+                                  f"got {tuple(dt_proj_weight.shape)}"))
+        rank = dt_proj_weight.shape[2]
+        if not 1 <= rank <= _MAX_DT_RANK:
+            raise ValueError(_err(f"dt rank R must be in [1, {_MAX_DT_RANK}], got {rank}"))
+        _shape("delta", delta, (batch, K, rank, steps), f"(B, K, R, {where}) (low-rank dt, with dt_proj_weight)")
+    else:
+        _shape("delta", delta, (batch, K, dim, steps), f"(B, K, D, {where})")
+    _shape("B", B, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _shape("C", C, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _shape("z", z, (batch, K, dim, steps), f"(B, K, D, {where})")
+    D = None if D is None else D.reshape(-1) if D.numel() == K * dim else D
+    delta_bias = None if delta_bias is None else delta_bias.reshape(-1) if delta_bias.numel() == K * dim else delta_bias
+    _shape("D", D, (K * dim,), "(K*D,)")
+    _shape("delta_bias", delta_bias, (K * dim,), "(K*D,)")
+    _shape("weights", weights, (K,), "(K,)")
+    for name, t in (("delta", delta), ("z", z)):
+        if t is not None and t.dtype != u.dtype:
+            raise TypeError(_err(f"{name} must have u's dtype {u.dtype}, got {t.dtype}"))
+    if B.dtype != C.dtype:
+        raise TypeError(_err(f"B and C must have the same dtype, got {B.dtype} and {C.dtype}"))
+    if B.dtype not in (u.dtype, torch.float32) or (u.dtype == torch.float64 and B.dtype != torch.float64):
+        raise TypeError(_err(f"B and C must have u's dtype {u.dtype} or float32, got {B.dtype}"))
+    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
+                    ("weights", weights), ("dt_proj_weight", dt_proj_weight)):
+        if t is not None and t.device != u.device:
+            raise ValueError(_err(f"{name} is on {t.device} but u is on {u.device}; all inputs must share a device"))
+
+    if resolve_backend(backend) == "reference":
+        return reference.directional_selective_scan(
+            u, delta, A, B, C, idx, num_tokens, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus, z=z,
+            reduce=reduce, weights=weights, dt_proj_weight=dt_proj_weight, layout=layout,
+        )
+    _native.device_kind(u)
+    sdt = state_dtype(u.dtype)
+    A, D, delta_bias, weights = (None if t is None else t.to(sdt) for t in (A, D, delta_bias, weights))
+    dtw = None if dt_proj_weight is None else dt_proj_weight.to(sdt).reshape(K * dim, -1)
+    u, delta, B, C, z = (_unit_last(t) for t in (u, delta, B, C, z))
+    out, _ = _fwd_op(u, delta, dtw, A, B, C, D, z, delta_bias, weights, idx, num_tokens, delta_softplus,
+                     reduce == "sum", layout == "BLC")
+    return out

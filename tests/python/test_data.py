@@ -186,6 +186,12 @@ def test_randaugment_erasing_and_mixup():
     plain = build_transform(load_config(None, ["data.img_size=16"]), info, is_training=False)
     x = t(train.images[0])
     assert x.shape == (1, 16, 16) and not torch.equal(x, plain(train.images[0]))
+    for seed in range(40):  # every RandAugment op (incl. the geometric ones with a fill colour) on grey images
+        torch.manual_seed(seed)
+        import random
+
+        random.seed(seed)
+        assert t(train.images[seed]).shape == (1, 16, 16)
     mix = build_mixup(cfg, 10)
     xb = torch.randn(8, 1, 16, 16)
     xm, ym = mix(xb.clone(), torch.arange(8) % 10)

@@ -118,9 +118,11 @@ def build_transform(cfg: Dict[str, Any], info, is_training: bool) -> Callable:
             require_timm("aug.auto_augment (RandAugment)")
             from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 
+            fill = tuple(int(round(255 * m)) for m in mean)
             hparams = dict(
                 translate_const=max(1, int(img_size * 0.45)),
-                img_mean=tuple(int(round(255 * m)) for m in (mean * 3 if len(mean) == 1 else mean)),
+                # the fill colour of geometric ops: an int for grey ("L") images, a tuple for RGB
+                img_mean=fill[0] if len(fill) == 1 else fill,
             )
             aa = a["auto_augment"]
             if aa.startswith("rand"):

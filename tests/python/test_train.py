@@ -307,3 +307,20 @@ def test_pretrained_initialisation_skips_mismatched_head(tmp_path, capsys):
             else:
                 assert torch.equal(v, sd_src[k]), k
         assert "skipped (shape mismatch): head.bias, head.weight" in capsys.readouterr().out
+
+
+def test_mid_epoch_checkpoints(tmp_path, monkeypatch):
+    import localmamba.train.engine as engine
+
+    saved = []
+    real = engine.atomic_torch_save
+
+    def recording(obj, path):
+        saved.append((Path(path).name, obj["epoch"], obj["batch_in_epoch"], obj["global_step"]))
+        return real(obj, path)
+
+    monkeypatch.setattr(engine, "atomic_torch_save", recording)
+    run_training(tiny_cfg(tmp_path, **{"sched.epochs": 1, "train.checkpoint_every_steps": 2}))
+    last = [s for s in saved if s[0] == "last.pt"]
+    assert last == [("last.pt", 0, 2, 2), ("last.pt", 0, 4, 4), ("last.pt", 1, 0, 6)]
+    assert ("best.pt", 1, 0, 6) in saved

@@ -27,9 +27,10 @@ template <typename Bits>
 void gather_copy(const IndexedGatherParams& p) {
   const Bits* src = static_cast<const Bits*>(p.src);
   Bits* dst = static_cast<Bits*>(p.dst);
-  const bool channels_inner = std::llabs(p.src_stride_channel) < std::llabs(p.src_stride_token);
-  if (!channels_inner) {
-    // One (b, k, c) row at a time: tokens of a row are contiguous in the source.
+  const bool tokens_inner = std::llabs(p.src_stride_token) <= std::llabs(p.src_stride_channel) &&
+                            std::llabs(p.dst_stride_token) <= std::llabs(p.dst_stride_channel);
+  if (tokens_inner) {
+    // One (b, k, c) row at a time: tokens of a row are contiguous on both sides.
     const int64_t rows = p.batch * p.num_directions * p.channels;
     parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
@@ -45,20 +46,32 @@ void gather_copy(const IndexedGatherParams& p) {
       }
     });
   } else {
-    // One (b, k, token) at a time: channels of a token are contiguous in the source.
-    const int64_t rows = p.batch * p.num_directions * p.out_length;
-    parallel_for(rows, 64, [&](int64_t begin, int64_t end) {
+    // Channels are contiguous on at least one side: a blocked (transposing) copy, so both
+    // sides touch whole cache lines whichever axis each keeps contiguous.
+    constexpr int64_t kTokenBlock = 16, kChannelBlock = 64;
+    const int64_t token_blocks = (p.out_length + kTokenBlock - 1) / kTokenBlock;
+    const int64_t rows = p.batch * p.num_directions * token_blocks;
+    parallel_for(rows, 4, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const int64_t i = r % p.out_length, k = (r / p.out_length) % p.num_directions,
-                      b = r / (p.out_length * p.num_directions);
-        const int64_t t = p.index[k * p.out_length + i];
-        Bits* d = dst + b * p.dst_stride_batch + k * p.dst_stride_direction + i * p.dst_stride_token;
-        if (t < 0) {
-          for (int64_t c = 0; c < p.channels; ++c) d[c * p.dst_stride_channel] = Bits{0};
-          continue;
+        const int64_t i0 = (r % token_blocks) * kTokenBlock, k = (r / token_blocks) % p.num_directions,
+                      b = r / (token_blocks * p.num_directions);
+        const int64_t i1 = std::min(p.out_length, i0 + kTokenBlock);
+        const int64_t* idx = p.index + k * p.out_length;
+        const Bits* s = src + b * p.src_stride_batch + k * p.src_stride_direction;
+        Bits* d = dst + b * p.dst_stride_batch + k * p.dst_stride_direction;
+        for (int64_t c0 = 0; c0 < p.channels; c0 += kChannelBlock) {
+          const int64_t c1 = std::min(p.channels, c0 + kChannelBlock);
+          for (int64_t i = i0; i < i1; ++i) {
+            const int64_t t = idx[i];
+            Bits* di = d + i * p.dst_stride_token;
+            if (t < 0) {
+              for (int64_t c = c0; c < c1; ++c) di[c * p.dst_stride_channel] = Bits{0};
+            } else {
+              const Bits* si = s + t * p.src_stride_token;
+              for (int64_t c = c0; c < c1; ++c) di[c * p.dst_stride_channel] = si[c * p.src_stride_channel];
+            }
+          }
         }
-        const Bits* s = src + b * p.src_stride_batch + k * p.src_stride_direction + t * p.src_stride_token;
-        for (int64_t c = 0; c < p.channels; ++c) d[c * p.dst_stride_channel] = s[c * p.src_stride_channel];
       }
     });
   }

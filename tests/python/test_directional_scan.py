@@ -346,3 +346,121 @@ def test_cuda_large_grid_and_reduce():
     assert_close(y, yc.double(), torch.float32, "cuda vs cpu y")
     for k in gc:
         assert_close(g[k], gc[k].double(), torch.float32, f"cuda vs cpu d{k}")
+
+
+# ----------------------------------------------------------------------------- the two mixers
+def test_gather_sequences_native_equals_reference_with_gradients():
+    from localmamba.ops import gather_sequences
+
+    for table in (scan_index_table(ALL8, 9, 13), middle_cls_index_table(RELEASED4, 5, 4, 10)):
+        tokens = int(table.max()) + 1
+        x = torch.randn(2, tokens, 6, dtype=torch.float64)
+        outs = []
+        for backend in ("native", "reference"):
+            xl = x.clone().requires_grad_()
+            y = gather_sequences(xl, table, backend=backend)
+            (y * torch.arange(y.numel(), dtype=y.dtype).view_as(y).sin()).sum().backward()
+            outs.append((y, xl.grad))
+        torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
+        torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-12, atol=1e-12)
+
+
+def _old_multimamba_forward(m, hidden_states, grid_size, cls_index=None):
+    """The LocalVim mixer as composed before the fused op: local_scan, class-token cat, grouped conv,
+    one selective scan, class-token cut, local_reverse (reference backend throughout)."""
+    import torch.nn.functional as F
+
+    from localmamba.nn.scan import causal_depthwise_conv1d
+
+    H, W = grid_size
+    B = hidden_states.shape[0]
+    K, Di, N, R = m.num_directions, m.d_inner, m.d_state, m.dt_rank
+    dirs = m.directions
+    xz = m.in_proj(hidden_states)
+    if cls_index is not None:
+        cls_xz = xz[:, cls_index]
+        xz = torch.cat([xz[:, :cls_index], xz[:, cls_index + 1:]], dim=1)
+    seqs = local_scan(xz, dirs, H, W, layout="BLC", backend="reference")
+    if cls_index is not None:
+        cls_col = cls_xz[:, None, :, None].expand(B, K, 2 * Di, 1)
+        seqs = torch.cat([seqs[..., :cls_index], cls_col, seqs[..., cls_index:]], dim=-1)
+    L = seqs.shape[-1]
+    x, z = seqs[:, :, :Di], seqs[:, :, Di:]
+    conv_w = m._stacked_module("conv1d", "weight").reshape(K * Di, m.d_conv)
+    conv_b = m._stacked_module("conv1d", "bias").reshape(K * Di)
+    x = F.silu(causal_depthwise_conv1d(x.reshape(B, K * Di, L), conv_w, conv_b)).view(B, K, Di, L)
+    x_dbl = torch.einsum("bkdl,kcd->bkcl", x, m._stacked_module("x_proj", "weight"))
+    dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+    delta = torch.einsum("bkrl,kdr->bkdl", dt, m._stacked_module("dt_proj", "weight"))
+    A = -torch.exp(m._stacked("A_log").float()).reshape(K * Di, N)
+    y = selective_scan(x.reshape(B, K * Di, L), delta.reshape(B, K * Di, L), A, Bs.contiguous(), Cs.contiguous(),
+                       D=m._stacked("D").reshape(K * Di).float(), z=z.reshape(B, K * Di, L),
+                       delta_bias=m._stacked_module("dt_proj", "bias").reshape(K * Di).float(), delta_softplus=True,
+                       backend="reference").view(B, K, Di, L)
+    if cls_index is not None:
+        cls_y = y[..., cls_index]
+        y = torch.cat([y[..., :cls_index], y[..., cls_index + 1:]], dim=-1)
+    ys = local_reverse(y.contiguous(), dirs, H, W, layout="BLC", backend="reference")
+    if cls_index is not None:
+        ys = torch.cat([ys[:, :, :cls_index], cls_y.unsqueeze(2), ys[:, :, cls_index:]], dim=2)
+    return m.out_proj(m.multi_scan.merge(m.attn(ys)))
+
+
+@pytest.mark.parametrize("cls_index", [None, 10], ids=["plain", "mid-cls"])
+@pytest.mark.parametrize("grid", [(5, 4), (9, 13)], ids=["5x4", "9x13"])
+def test_local_vim_mixer_fused_matches_old_composition(cls_index, grid):
+    """SPEC 1.3 LocalVim path: one gather of xz (class token included), conv1d for all K, one scan for
+    all K with the reverse fused into its store -- equal to the old composition, gradients included."""
+    from localmamba.nn.mixers import MultiMamba
+
+    H, W = grid
+    cls_index = None if cls_index is None else H * W // 2
+    m = MultiMamba(16, ("h", "v_flip", "w2", "w7_flip"), d_state=4, backend="native").double()
+    x = torch.randn(2, H * W + (cls_index is not None), 16, dtype=torch.float64)
+    grads = []
+    for fn in (lambda t: m(t, (H, W), cls_index), lambda t: _old_multimamba_forward(m, t, (H, W), cls_index)):
+        m.zero_grad()
+        xl = x.clone().requires_grad_()
+        y = fn(xl)
+        (y * torch.cos(torch.arange(y.numel(), dtype=y.dtype)).view_as(y)).sum().backward()
+        grads.append([y, xl.grad] + [p.grad.clone() for p in m.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_ss2d_fused_matches_old_composition_and_saves_less():
+    """LocalVMamba SS2D: fused forward_core == local_scan -> selective_scan -> local_reverse (7x7 with w2
+    pads every direction to 64 steps), and autograd keeps no (B, K, D, Lmax) reordered copy."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_directional_scan", os.path.join(os.path.dirname(__file__), "..", "..", "bench", "directional_scan.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from localmamba.nn.mixers import SS2D
+
+    dirs = ("h_flip", "v_flip", "w2_flip", "w7")
+    torch.manual_seed(0)
+    fused = SS2D(12, dirs, d_state=4, backend="native").double()
+    old = bench.CompositionSS2D(12, dirs, d_state=4, backend="native").double()
+    old.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 7, 7, 12, dtype=torch.float64)
+    results, saved = [], []
+    for m in (fused, old):
+        xl = x.clone().requires_grad_()
+        sizes = []
+
+        def pack(t):
+            sizes.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = m(xl)
+        (y * torch.sin(torch.arange(y.numel(), dtype=y.dtype)).view_as(y)).sum().backward()
+        results.append([y, xl.grad] + [p.grad for p in m.parameters()])
+        saved.append(sizes)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    copy = 2 * 4 * (2 * 12) * 64 * 8  # one (B, K, D, Lmax) float64 tensor
+    assert copy not in saved[0] and copy in saved[1]

@@ -46,11 +46,66 @@ void gather_rows_transposed(const void* base, DType type, int64_t stride_row, in
     for (int64_t t = 0; t < length; ++t) dst[t * pitch + r] = S(0);
 }
 
+// Rows [0, rows) gathered through `idx` (null = identity) into dst[r * length + t]; padding
+// steps are zero. Row-major so the in-kernel dt projection is a vectorisable axpy per rank.
+template <typename T, typename S>
+void gather_rows(const void* base, DType type, int64_t stride_row, int64_t rows, int64_t length, const int64_t* idx,
+                 S* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    S* out = dst + r * length;
+    if (type == DType::kFloat32) {
+      const float* src = static_cast<const float*>(base) + r * stride_row;
+      for (int64_t t = 0; t < length; ++t) {
+        const int64_t pos = idx ? idx[t] : t;
+        out[t] = pos >= 0 ? static_cast<S>(src[pos]) : S(0);
+      }
+    } else {
+      const T* src = static_cast<const T*>(base) + r * stride_row;
+      for (int64_t t = 0; t < length; ++t) {
+        const int64_t pos = idx ? idx[t] : t;
+        out[t] = pos >= 0 ? static_cast<S>(ScalarTraits<T>::load(src[pos])) : S(0);
+      }
+    }
+  }
+}
+
+// dlt[i] = bias + sum_r w[r] * dt[r, t0 + i] for i < tn (0 for tn <= i < tv): the delta
+// projection as R vectorisable axpys over the chunk.
+template <typename S>
+inline void project_delta(const S* DTt, int64_t L, int64_t t0, int64_t tn, int64_t tv, const S* w, int64_t R, S bias,
+                          S* dlt) {
+  for (int64_t i = 0; i < tn; ++i) dlt[i] = bias;
+  for (int64_t i = tn; i < tv; ++i) dlt[i] = S(0);
+  for (int64_t r = 0; r < R; ++r) {
+    const S* row = DTt + r * L + t0;
+    const S wr = w[r];
+    for (int64_t i = 0; i < tn; ++i) dlt[i] += wr * row[i];
+  }
+}
+
+// sum_i x[i] * y[i] over whole vectors (unaligned loads) then the tail; fixed order.
+template <typename S>
+inline S dot_unaligned(const S* x, const S* y, int64_t n) {
+  using V = typename VecOf<S>::type;
+  constexpr int64_t lanes = static_cast<int64_t>(sizeof(V) / sizeof(S));
+  V acc{};
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    V a, b;
+    std::memcpy(&a, x + i, sizeof(V));
+    std::memcpy(&b, y + i, sizeof(V));
+    acc += a * b;
+  }
+  S s = hsum(acc);
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
 struct DirUnits {
   int64_t segments, channels_per_segment, count;
 };
 inline DirUnits make_dir_units(const DirectionalScanParams& p) {
-  constexpr int64_t kTargetUnits = 16;  // enough parallel work; partial-sum memory grows with it
+  constexpr int64_t kTargetUnits = 8;  // parallel work; the dB / dC / ddt partials grow with it
   DirUnits u;
   const int64_t want = ss_max(1, ss_min(p.dim, (kTargetUnits + p.batch - 1) / ss_max(1, p.batch)));
   u.channels_per_segment = (p.dim + want - 1) / want;
@@ -121,9 +176,9 @@ void dir_fwd_kernel(const DirectionalScanParams& p) {
             static_cast<const char*>(p.C) + (b * p.C_stride_batch + g * p.C_stride_direction) * bc_elem, p.bc_dtype,
             p.C_stride_state, N, L, npad, gidx, Ct);
         if (R > 0) {
-          gather_rows_transposed<T, S>(
+          gather_rows<T, S>(
               static_cast<const char*>(p.dt) + (b * p.dt_stride_batch + g * p.dt_stride_direction) * t_elem, p.dtype,
-              p.dt_stride_rank, R, L, R, gidx, DTt);
+              p.dt_stride_rank, R, L, gidx, DTt);
         }
         const S w_g = weights ? weights[g * p.weights_stride] : S(1);
         for (int64_t c = c_begin; c < c_end; ++c) {
@@ -148,17 +203,11 @@ void dir_fwd_kernel(const DirectionalScanParams& p) {
               for (int64_t n = 0; n < N; ++n) dst[n] = h_s[n];
             }
             const int64_t tv = round_up(tn, kLanes);
+            if (R > 0) project_delta(DTt, L, t0, tn, tv, wdt, R, bias_d, dlt);
             for (int64_t i = 0; i < tv; ++i) {
               const int64_t t = t0 + i;
               const int64_t pos = i >= tn ? -1 : (p.sequence_inputs ? t : idx[t]);
-              S raw = S(0);
-              if (R > 0) {
-                if (i < tn)
-                  for (int64_t r = 0; r < R; ++r) raw += wdt[r] * DTt[t * R + r];
-              } else if (pos >= 0) {
-                raw = load_as<T, S>(p.delta, dl_off + pos);
-              }
-              dlt[i] = i < tn ? raw + bias_d : S(0);
+              if (R == 0) dlt[i] = i < tn ? (pos >= 0 ? load_as<T, S>(p.delta, dl_off + pos) : S(0)) + bias_d : S(0);
               uu[i] = pos >= 0 ? load_as<T, S>(p.u, u_off + pos) : S(0);
               if (p.z) zz[i] = pos >= 0 ? load_as<T, S>(p.z, z_off + pos) : S(0);
               yacc[i] = V{};
@@ -234,7 +283,7 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
   const int64_t acc_n = u_shared ? units.channels_per_segment * NT : 0;
   const size_t bytes = 2 * arena_bytes<S>(L * npad) + arena_bytes<S>(L * R) + 4 * arena_bytes<V>(nv) +
                        arena_bytes<V>((Tc + 1) * nv) + arena_bytes<V>(Tc * nv) + 3 * arena_bytes<V>(T_pad) +
-                       8 * arena_bytes<S>(T_pad) + 2 * arena_bytes<S>(R) + arena_bytes<S>(acc_n) +
+                       9 * arena_bytes<S>(T_pad) + 2 * arena_bytes<S>(R) + arena_bytes<S>(acc_n) +
                        arena_bytes<S>(want_bc ? 0 : 2 * part_bc);
   parallel_for(units.count, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(bytes);
@@ -259,6 +308,7 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
     S* dsp = arena.take<S>(T_pad);
     S* gate = arena.take<S>(T_pad);
     S* dor = arena.take<S>(T_pad);  // raw output gradient (before weights and gate)
+    S* ddv = arena.take<S>(T_pad);  // gradient of delta (after bias, before softplus)
     S* wdt = arena.take<S>(R);
     S* dW = arena.take<S>(R);
     S* acc = arena.take<S>(acc_n);
@@ -287,9 +337,9 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
             static_cast<const char*>(p.C) + (b * p.C_stride_batch + g * p.C_stride_direction) * bc_elem, p.bc_dtype,
             p.C_stride_state, N, L, npad, gidx, Ct);
         if (R > 0) {
-          gather_rows_transposed<T, S>(
+          gather_rows<T, S>(
               static_cast<const char*>(p.dt) + (b * p.dt_stride_batch + g * p.dt_stride_direction) * t_elem, p.dtype,
-              p.dt_stride_rank, R, L, R, gidx, DTt);
+              p.dt_stride_rank, R, L, gidx, DTt);
         }
         const int64_t part = (b * K + g) * units.segments + s;
         S* dBp = want_bc ? dB_part + part * part_bc : bc_dummy;
@@ -330,19 +380,13 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
           for (int64_t ch = num_chunks - 1; ch >= 0; --ch) {
             const int64_t t0 = ch * Tc, tn = ss_min(Tc, L - t0);
             const int64_t tv = round_up(tn, kLanes);
+            if (R > 0) project_delta(DTt, L, t0, tn, tv, wdt, R, bias_d, dlt);
             for (int64_t i = 0; i < tv; ++i) {
               const int64_t t = t0 + i;
               const bool in = i < tn;
               const int64_t pos = !in ? -1 : (p.sequence_inputs ? t : idx[t]);
               const int64_t tok = in ? idx[t] : -1;
-              S raw = S(0);
-              if (R > 0) {
-                if (in)
-                  for (int64_t r = 0; r < R; ++r) raw += wdt[r] * DTt[t * R + r];
-              } else if (pos >= 0) {
-                raw = load_as<T, S>(p.delta, dl_off + pos);
-              }
-              dlt[i] = in ? raw + bias_d : S(0);
+              if (R == 0) dlt[i] = in ? (pos >= 0 ? load_as<T, S>(p.delta, dl_off + pos) : S(0)) + bias_d : S(0);
               dsp[i] = S(1);
               uu[i] = pos >= 0 ? load_as<T, S>(p.u, u_off + pos) : S(0);
               dor[i] = tok >= 0 ? load_as<T, S>(gr.dout, go_off + tok * gr.dout_stride_token) : S(0);
@@ -381,14 +425,7 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
               const S dd_t = (hsum(vdd[i]) + uu[i] * gb) * dsp[i];
               dD_acc += dy[i] * uu[i];
               dbias_acc += dd_t;
-              if (R > 0) {
-                const S* dtrow = DTt + t * R;
-                for (int64_t r = 0; r < R; ++r) dW[r] += dd_t * dtrow[r];
-                if (ddtp) {
-                  S* drow = ddtp + t * R;
-                  for (int64_t r = 0; r < R; ++r) drow[r] += wdt[r] * dd_t;
-                }
-              }
+              ddv[i] = dd_t;
               S y_pre = S(0);
               if (want_y) y_pre = hsum(yacc[i]) + skip_d * uu[i];
               if (want_dw) dw_acc += dor[i] * y_pre;
@@ -402,6 +439,15 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
               }
               if (gr.ddelta && R == 0) store_t<T, S>(gr.ddelta, dd_off + pos, dd_t);
               if (p.z && gr.dz) store_t<T, S>(gr.dz, dz_off + pos, y_pre * gate[i]);
+            }
+            for (int64_t r = 0; r < R; ++r) {  // delta = sum_r w[r] dt[r]: dW[r] += <ddelta, dt[r]>, ddt[r] += w[r] ddelta
+              const S* row = DTt + r * L + t0;
+              dW[r] += dot_unaligned(ddv, row, tn);
+              if (ddtp) {
+                S* drow = ddtp + r * L + t0;
+                const S w = wdt[r];
+                for (int64_t i = 0; i < tn; ++i) drow[i] += w * ddv[i];
+              }
             }
           }
           S* sp = small + (b * KD + d) * per_ch;
@@ -435,7 +481,7 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
           if (!dst) continue;
           const S* part = which == 0 ? dB_part : which == 1 ? dC_part : ddt_part;
           const int64_t stride = which == 2 ? part_dt : part_bc;
-          const int64_t pitch = which == 2 ? R : npad;
+          const int64_t pitch = npad;
           const int64_t rows = which == 2 ? R : N;
           part += first * stride;
           int64_t row0, srow;
@@ -450,8 +496,9 @@ void dir_bwd_kernel(const DirectionalScanParams& p, const DirectionalScanGrads& 
             for (int64_t t = 0; t < L; ++t) {
               const int64_t pos = p.sequence_inputs ? t : idx[t];
               if (pos < 0 || pos >= in_len) continue;
-              S a = part[t * pitch + r];
-              for (int64_t k = 1; k < units.segments; ++k) a += part[k * stride + t * pitch + r];
+              const int64_t at = which == 2 ? r * L + t : t * pitch + r;
+              S a = part[at];
+              for (int64_t k = 1; k < units.segments; ++k) a += part[k * stride + at];
               if (which == 2) {
                 store_t<T, S>(dst, row0 + r * srow + pos, a);
               } else {

@@ -37,7 +37,7 @@ from .backend import resolve_backend
 from .directions import parse_directions
 from .selective_scan import _MAX_DSTATE, selective_scan_chunk_size, state_dtype
 
-__all__ = ["directional_selective_scan", "scan_index_table", "middle_cls_index_table"]
+__all__ = ["directional_selective_scan", "gather_sequences", "scan_index_table", "middle_cls_index_table"]
 
 _LAYOUTS = ("BCL", "BLC")
 _MAX_DT_RANK = 256  # == localmamba::kDirectionalScanMaxDtRank
@@ -53,6 +53,7 @@ def scan_index_table(directions: Union[str, Sequence[str]], H: int, W: int,
     """(K, Lmax) int64 table of the token visited at each step of each direction (-1 = padding)."""
     names = ",".join(d.name for d in parse_directions(directions))
     forward, _ = _native.scan_index_maps(names, H, W, torch.device(device))
+    forward._localmamba_tokens = H * W  # built here, so valid: never re-checked
     return forward
 
 
@@ -77,6 +78,7 @@ def middle_cls_index_table(directions: Union[str, Sequence[str]], H: int, W: int
         shifted = torch.where(base >= cls_index, base + 1, base)
         cls_col = torch.full((base.shape[0], 1), cls_index, dtype=torch.int64)
         table = torch.cat([shifted[:, :cls_index], cls_col, shifted[:, cls_index:]], dim=1).contiguous().to(device)
+        table._localmamba_tokens = H * W + 1
         _MID_CACHE[key] = table
     return table
 
@@ -100,6 +102,15 @@ def _check_index_table(index: torch.Tensor, num_tokens: int) -> None:
 def _strides(t: torch.Tensor) -> List[int]:
     """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
     return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
+
+
+_CPU_CHUNK = 256  # steps per saved chunk state on CPU (the backward recomputes inside a chunk)
+
+
+def directional_scan_chunk_size(device: Union[str, torch.device]) -> int:
+    """Steps per saved chunk state of the native directional scan on `device`."""
+    device = torch.device(device)
+    return _CPU_CHUNK if device.type == "cpu" else selective_scan_chunk_size(device)
 
 
 def _arg(t: Optional[torch.Tensor]):
@@ -175,7 +186,7 @@ def _fwd_op(
     K, length = index.shape
     seq = u.dim() == 4
     sizes = _sizes(u, A, B, index, num_tokens, dt_weight, delta)
-    chunk = selective_scan_chunk_size(u.device)
+    chunk = directional_scan_chunk_size(u.device)
     sdt = state_dtype(u.dtype)
     out = torch.empty(_out_shape(u, K, num_tokens, reduce_sum, channels_last), dtype=u.dtype, device=u.device)
     saved = torch.empty(sizes[0], K * sizes[2], -(-length // chunk), sizes[5], dtype=sdt, device=u.device)
@@ -195,7 +206,7 @@ def _fwd_op(
 def _(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus, reduce_sum,
       channels_last):
     K, length = index.shape
-    chunk = selective_scan_chunk_size(u.device)
+    chunk = directional_scan_chunk_size(u.device)
     dim = A.shape[0] // K
     return (
         u.new_empty(_out_shape(u, K, num_tokens, reduce_sum, channels_last)),
@@ -249,7 +260,7 @@ def _bwd_op(
     with _device_context(u):
         _C.directional_scan_bwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
-            [delta_softplus, seq, reduce_sum], selective_scan_chunk_size(u.device), index.data_ptr(),
+            [delta_softplus, seq, reduce_sum], directional_scan_chunk_size(u.device), index.data_ptr(),
             _arg4(u, shared=not seq), _arg4(dl), _arg4(dt), _arg(dt_weight), _arg(A), _arg(B), _arg(C), _arg(D),
             _arg4(z), _arg(delta_bias), _arg(weights), chunk_states.data_ptr(), dout_arg,
             _arg4(du, shared=not seq), _arg4(ddelta) if dt_weight is None else None,
@@ -320,6 +331,98 @@ def _backward(ctx, dout, dsaved):
 _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+# ----------------------------------------------------------------------------- sequence gather
+def _inverse_table(index: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """(K, T): the step at which each direction visits each token (tables visit every token once).
+    Kept on the table tensor itself, so it lives exactly as long as the table."""
+    inv = getattr(index, "_localmamba_inverse", None)
+    if inv is None or inv.shape[1] != num_tokens:
+        cpu = index.cpu()
+        inv = torch.full((cpu.shape[0], num_tokens), -1, dtype=torch.int64)
+        steps = torch.arange(cpu.shape[1]).expand_as(cpu)
+        valid = cpu >= 0
+        inv[torch.nonzero(valid)[:, 0], cpu[valid]] = steps[valid]
+        inv = inv.to(index.device)
+        index._localmamba_inverse = inv
+    return inv
+
+
+def _gather_call(src, dst, sizes, src_strides, dst_strides, index, sum_over_directions) -> None:
+    from .. import _C
+
+    with _device_context(src):
+        _C.indexed_gather(src.data_ptr(), dst.data_ptr(), _native.dtype_name(src.dtype), _native.device_kind(src),
+                          list(sizes), list(src_strides), list(dst_strides), index.data_ptr(), sum_over_directions,
+                          _native.cuda_stream_of(src))
+
+
+@torch.library.custom_op("localmamba::gather_sequences", mutates_args=())
+def _gather_seq_op(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C) channels-last -> (B, K, C, L) through index (K, L), zeros at -1."""
+    B, T, C = x.shape
+    K, L = index.shape
+    out = torch.empty(B, K, C, L, dtype=x.dtype, device=x.device)
+    _gather_call(x, out, (B, K, C, L, T), (x.stride(0), 0, x.stride(2), x.stride(1)), out.stride(), index, False)
+    return out
+
+
+@_gather_seq_op.register_fake
+def _(x, index):
+    return x.new_empty(x.shape[0], index.shape[0], x.shape[2], index.shape[1])
+
+
+@torch.library.custom_op("localmamba::scatter_sequences_sum", mutates_args=())
+def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """(B, K, C, L) -> (B, T, C): sum over directions of each token's steps (inverse (K, T))."""
+    B, K, C, L = y.shape
+    T = inverse.shape[1]
+    out = torch.empty(B, T, C, dtype=y.dtype, device=y.device)
+    _gather_call(y, out, (B, K, C, T, L), y.stride(), (out.stride(0), 0, out.stride(2), out.stride(1)), inverse, True)
+    return out
+
+
+@_scatter_sum_op.register_fake
+def _(y, inverse):
+    return y.new_empty(y.shape[0], inverse.shape[1], y.shape[2])
+
+
+def _gather_setup(ctx, inputs, output):
+    x, index = inputs
+    ctx.save_for_backward(index)
+    ctx.num_tokens = x.shape[1]
+
+
+def _gather_backward(ctx, grad):
+    (index,) = ctx.saved_tensors
+    return _scatter_sum_op(grad.contiguous(), _inverse_table(index, ctx.num_tokens)), None
+
+
+def _scatter_setup(ctx, inputs, output):
+    _, inverse = inputs
+    ctx.save_for_backward(inverse)
+    ctx.length = inputs[0].shape[3]
+
+
+def _scatter_backward(ctx, grad):
+    (inverse,) = ctx.saved_tensors
+    return _gather_seq_op(grad, _inverse_table(inverse, ctx.length)), None
+
+
+_gather_seq_op.register_autograd(_gather_backward, setup_context=_gather_setup)
+_scatter_sum_op.register_autograd(_scatter_backward, setup_context=_scatter_setup)
+
+
+def gather_sequences(x: torch.Tensor, index: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
+    """One batched gather of channels-last tokens x (B, T, C) into the K scanned sequences
+    (B, K, C, Lmax) of an index table (zeros at padding) -- LocalVim's reorder of xz, class token
+    included when the table is a ``middle_cls_index_table``. Its gradient sums each token's K steps."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"gather_sequences: x must be (B, T, C), got {getattr(x, 'shape', type(x).__name__)}")
+    if resolve_backend(backend) == "reference":
+        return reference.gather_tokens(x.transpose(1, 2), index.to(x.device))
+    return _gather_seq_op(x, index)
+
+
 # ----------------------------------------------------------------------------- checks
 def _tensor(name: str, t, optional: bool = False) -> None:
     if t is None and optional:
@@ -350,9 +453,9 @@ def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
         return scan_index_table(directions, H, W, device), H * W
     if not isinstance(index, torch.Tensor):
         raise ValueError(_err(f"index must be an int64 tensor (K, Lmax), got {type(index).__name__}"))
-    for key, table in _MID_CACHE.items():  # built (and checked) by middle_cls_index_table
-        if index is table:
-            return index.to(device=device), key[1] * key[2] + 1
+    trusted = getattr(index, "_localmamba_tokens", None)  # built by scan_index_table / middle_cls_index_table
+    if trusted is not None and index.device == device:
+        return index, trusted
     num_tokens = int(index.max().item()) + 1 if index.numel() else 0
     _check_index_table(index, num_tokens)
     return index.to(device=device).contiguous(), num_tokens

@@ -1,9 +1,11 @@
 """One LocalVMamba SS2D layer, forward + backward: the fused directional scan against the
 composition it replaces (local_scan -> selective_scan -> local_reverse, the same native kernels),
 at the LocalVMamba-T stage shapes (B=8; 56², 28², 14², 7²; D = 2·dim; K = 4 with the directions of
-a released layer).
+a released layer). Paths: "composition" (the layer before fusion), "fused-scan" (fused scan, the
+channel gate and sum as module calls), "fused" (the layer as shipped: fused scan + the gated sum
+that keeps no extra (B, K, L, D) tensor).
 
-Time: median of --repeat forward+backward passes of the whole layer. Peak memory: on CPU, the
+Time: median of --repeat forward+backward passes of the whole layer, the paths interleaved. Peak memory: on CPU, the
 growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over the
 resident set before the pass, measured in a fresh subprocess per (stage, path) after one warm-up
 pass, with glibc's mmap threshold pinned so freed tensors go back to the OS -- it counts every
@@ -17,13 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import machine_line, time_call  # noqa: E402
+from common import machine_line  # noqa: E402
 
 from localmamba.models._directions import LOCAL_VSSM_TINY  # noqa: E402
 from localmamba.nn.mixers import SS2D, _dense  # noqa: E402
@@ -56,10 +60,33 @@ class CompositionSS2D(SS2D):
         return self.out_norm(y)
 
 
+class FusedScanOnlySS2D(SS2D):
+    """SS2D with the fused scan but the channel gate and sum as separate module calls (isolates the
+    scan's share of the saving from the gated sum's)."""
+
+    def forward_core(self, x: torch.Tensor) -> torch.Tensor:
+        from localmamba.nn.scan import directional_selective_scan
+
+        B, Di, H, W = x.shape
+        N, R = self.d_state, self.dt_rank
+        xs = x.reshape(B, Di, H * W)
+        x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        y = directional_selective_scan(
+            xs, dts, -torch.exp(self.A_logs.float()), Bs, Cs, self.directions, H, W, D=self.Ds.float(),
+            delta_bias=self.dt_projs_bias.reshape(-1).float(), dt_proj_weight=self.dt_projs_weight, layout="BLC",
+            backend=self._backend(),
+        )
+        return self.out_norm(self.multi_scan.merge(self.multi_scan.attn(y)))
+
+
+PATHS = {"composition": CompositionSS2D, "fused-scan": FusedScanOnlySS2D, "fused": SS2D}
+
+
 def build(stage: int, path: str, batch: int, device: str):
     grid, dim, layer = STAGES[stage]
     torch.manual_seed(0)
-    cls = SS2D if path == "fused" else CompositionSS2D
+    cls = PATHS[path]
     layer_mod = cls(dim, LOCAL_VSSM_TINY[layer], backend="native").to(device)
     x = torch.randn(batch, grid, grid, dim, device=device, requires_grad=True)
     return layer_mod, x
@@ -135,14 +162,23 @@ def main() -> None:
           f"{'peak MiB':>9s} {'time x':>7s} {'mem x':>6s}")
     for stage in (int(s) for s in args.stages.split(",")):
         grid, dim, layer = STAGES[stage]
+        built = {path: build(stage, path, args.batch, args.device) for path in PATHS}
+        for layer_mod, x in built.values():
+            fwd_bwd(layer_mod, x)  # warm-up
+        sync()
+        samples = {path: [] for path in PATHS}
+        for _ in range(args.repeat):  # interleaved, so load changes on a shared machine hit every path alike
+            for path, (layer_mod, x) in built.items():
+                start = time.perf_counter()
+                fwd_bwd(layer_mod, x)
+                sync()
+                samples[path].append(time.perf_counter() - start)
+        del built
         res = {}
-        for path in ("composition", "fused"):
-            layer_mod, x = build(stage, path, args.batch, args.device)
-            t = time_call(lambda: fwd_bwd(layer_mod, x), warmup=1, repeat=args.repeat, sync=sync)["median_s"]
-            del layer_mod, x
+        for path in PATHS:
             peak = cpu_peak(stage, path, args.batch) if args.device == "cpu" else cuda_peak(stage, path, args.batch)
-            res[path] = (t, peak)
-        for path in ("composition", "fused"):
+            res[path] = (statistics.median(samples[path]), peak)
+        for path in PATHS:
             t, peak = res[path]
             tx = res["composition"][0] / t
             mx = peak / res["composition"][1]

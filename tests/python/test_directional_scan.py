@@ -464,3 +464,24 @@ def test_ss2d_fused_matches_old_composition_and_saves_less():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
     copy = 2 * 4 * (2 * 12) * 64 * 8  # one (B, K, D, Lmax) float64 tensor
     assert copy not in saved[0] and copy in saved[1]
+
+
+def test_gated_sum_equals_scattn_then_sum():
+    """SS2D's memory-lean channel gate + sum == SCAttn module then sum over directions, all gradients."""
+    from localmamba.nn.layers import SCAttn
+    from localmamba.nn.mixers import _gated_sum
+
+    attn = SCAttn(16).double()
+    for p in attn.parameters():
+        p.data.normal_()
+    y = torch.randn(2, 4, 9, 16, dtype=torch.float64)
+    g = torch.randn(2, 9, 16, dtype=torch.float64)
+    results = []
+    for fn in (lambda t: attn(t).sum(1), lambda t: _gated_sum(t, attn)):
+        attn.zero_grad()
+        yl = y.clone().requires_grad_()
+        out = fn(yl)
+        (out * g).sum().backward()
+        results.append([out, yl.grad] + [p.grad.clone() for p in attn.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..ops import gather_sequences, middle_cls_index_table, scan_index_table
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
-from .scan import causal_depthwise_conv1d, directional_selective_scan, selective_scan
+from .scan import causal_depthwise_conv1d, directional_selective_scan, record_flops, selective_scan
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
 
@@ -41,6 +41,79 @@ def _dense(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _a_log_init(d_inner: int, d_state: int) -> torch.Tensor:
     return torch.log(torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1))
+
+
+class _GatedSum(torch.autograd.Function):
+    """sum_k SCAttn(y_k) for y (B, K, L, C): the shared channel gate of each direction, then the sum.
+
+    Same values as ``multi_scan.merge(multi_scan.attn(y))``, but it keeps only y and the per-token
+    LayerNorm statistics for the backward and works one direction at a time, with the token means
+    and the LayerNorm backward written as batched matrix products: no other (B, K, L, C) tensor is
+    ever materialised, so the layer's peak memory is set by y and its one gradient. The gate only
+    needs mean_t LayerNorm(y_k) = w * mean_t(xhat_k) + b, which never forms xhat.
+    """
+
+    @staticmethod
+    def forward(ctx, y, ln_w, ln_b, w1, b1, w2, b2, attn):
+        Bn, K, L, C = y.shape
+        record_flops("scattn_layer_norm", 5 * y.numel())  # as counted for the LayerNorm it replaces
+        g, mus, rstds = [], [], []
+        for k in range(K):
+            yk = y[:, k]
+            var, mu = torch.var_mean(yk, -1, correction=0, keepdim=True)  # (B, L, 1)
+            rstd = (var + attn.norm.eps).rsqrt()
+            # mean_t xhat = (sum_t rstd_t y_t - sum_t rstd_t mu_t) / L
+            xm = (torch.bmm(rstd.transpose(1, 2), yk) - (rstd * mu).sum(1, keepdim=True)) / L  # (B, 1, C)
+            g.append(xm * ln_w + ln_b)
+            mus.append(mu)
+            rstds.append(rstd)
+        g = torch.stack(g, 1)  # (B, K, 1, C)
+        s = attn.gate_fn(F.linear(attn.act_fn(F.linear(g, w1, b1)), w2, b2))
+        merged = y[:, 0] * s[:, 0]
+        for k in range(1, K):
+            merged.addcmul_(y[:, k], s[:, k])  # forward runs without autograd
+        ctx.save_for_backward(y, ln_w, ln_b, w1, b1, w2, b2, g, s, torch.stack(mus, 1), torch.stack(rstds, 1))
+        ctx.attn = attn
+        return merged
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, ln_w, ln_b, w1, b1, w2, b2, g, s, mu, rstd = ctx.saved_tensors
+        attn = ctx.attn
+        K, L, C = y.shape[1], y.shape[2], y.shape[3]
+        grad = grad.contiguous()
+        grad_s = torch.stack([(grad * y[:, k]).sum(1, keepdim=True) for k in range(K)], 1)  # (B, K, 1, C)
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_() for t in (g, w1, b1, w2, b2)]
+            g_, w1_, b1_, w2_, b2_ = leaves
+            s_ = attn.gate_fn(F.linear(attn.act_fn(F.linear(g_, w1_, b1_)), w2_, b2_))
+            grad_g, dw1, db1, dw2, db2 = torch.autograd.grad(s_, leaves, grad_s)
+        # direction-major storage: each direction's slice is contiguous and written in place
+        grad_y = y.new_empty((K, y.shape[0], L, C)).transpose(0, 1)
+        dln_w = torch.zeros_like(ln_w)
+        for k in range(K):
+            yk, mu_k, rstd_k = y[:, k], mu[:, k], rstd[:, k]  # (B, L, C), (B, L, 1), (B, L, 1)
+            xm_k = (torch.bmm(rstd_k.transpose(1, 2), yk) - (rstd_k * mu_k).sum(1, keepdim=True)) / L
+            gk = grad_g[:, k]  # (B, 1, C)
+            dln_w += (gk * xm_k).sum((0, 1))
+            e = gk * ln_w / L  # d xhat, the same for every token: (B, 1, C)
+            e_c = e - e.mean(-1, keepdim=True)
+            # proj_t = mean_c(xhat_t * e) = rstd_t (y_t . e - mu_t sum_c e) / C
+            proj = rstd_k * (torch.bmm(yk, e.transpose(1, 2)) - mu_k * e.sum(-1, keepdim=True)) / C  # (B, L, 1)
+            beta = rstd_k * rstd_k * proj  # dy = ... - rstd * xhat * proj
+            # dy = grad s_k + rstd (e - mean_c e) - beta (y - mu)
+            out = grad_y[:, k]
+            torch.baddbmm(beta * mu_k, rstd_k, e_c, out=out)
+            out.addcmul_(grad, s[:, k])
+            out.addcmul_(yk, beta, value=-1)
+        dln_b = grad_g.sum((0, 1, 2))
+        return grad_y, dln_w, dln_b, dw1, db1, dw2, db2, None
+
+
+def _gated_sum(y: torch.Tensor, attn) -> torch.Tensor:
+    """sum_k attn(y)[:, k] for a fixed-architecture SS2D (see _GatedSum)."""
+    return _GatedSum.apply(y, attn.norm.weight, attn.norm.bias, attn.global_reduce.weight, attn.global_reduce.bias,
+                           attn.channel_select.weight, attn.channel_select.bias, attn)
 
 
 class _BackendMixin:
@@ -263,7 +336,10 @@ class SS2D(_BackendMixin, nn.Module):
             layout="BLC",
             backend=self._backend(),
         )  # (B, K, HW, Di)
-        y = self.multi_scan.merge(self.multi_scan.attn(y))
+        if self.multi_scan.search:
+            y = self.multi_scan.merge(self.multi_scan.attn(y))
+        else:
+            y = _gated_sum(y, self.multi_scan.attn)
         return self.out_norm(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

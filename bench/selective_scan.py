@@ -164,10 +164,14 @@ def main() -> None:
     parser.add_argument("--shapes", type=int, nargs="*", default=None, help="indices into SHAPES to run (default all)")
     parser.add_argument("--skip-large-reference", action="store_true",
                         help="skip the (slow, several-GB) reference at the LocalVMamba stage-1 shape")
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
+                        help="which sections to run (cuda: the GPU section only, as scripts/gpu_check.sh does)")
     args = parser.parse_args()
     print(f"localmamba {localmamba.__version__ if hasattr(localmamba, '__version__') else ''}".strip())
-    run_cpu(args)
-    run_gpu(args)
+    if args.device in ("cpu", "all"):
+        run_cpu(args)
+    if args.device in ("cuda", "all"):
+        run_gpu(args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from localmamba.models import LocalVim, LocalVMamba
-from localmamba.nn import native_selective_scan_available
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GOLDEN_DIR = os.path.join(REPO_ROOT, "..", "shared", "reference", "goldens")
@@ -18,12 +17,7 @@ CASES = ["vim_plain", "vim_mid_cls", "vim_search", "vssm_small_grid", "vssm_odd"
 
 
 def _backends():
-    native = pytest.param(
-        "native",
-        marks=pytest.mark.skipif(not native_selective_scan_available(),
-                                 reason="localmamba.ops.selective_scan (native kernels) is not available in this build"),
-    )
-    return ["reference", native]
+    return ["reference", "native"]
 
 
 def _load(case):

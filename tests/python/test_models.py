@@ -7,7 +7,7 @@ import torch
 
 import localmamba
 from localmamba.models import LocalVim, LocalVimBackbone, LocalVMamba, LocalVMambaBackbone, create_model, list_models
-from localmamba.nn import MultiMamba, SS2D, native_selective_scan_available
+from localmamba.nn import MultiMamba, SS2D
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MANIFEST_DIR = os.path.join(REPO_ROOT, "..", "shared", "reference", "official_state_dicts")
@@ -20,10 +20,8 @@ TINY = ["local_vim_test", "local_vim_test_middle_cls_token", "local_vim_test_sea
         "local_vssm_test_search"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64}
 
-# the default backend when the native scan is built, else the reference ops
-BACKEND = None if native_selective_scan_available() else "reference"
-needs_native = pytest.mark.skipif(not native_selective_scan_available(),
-                                  reason="localmamba.ops.selective_scan (native kernels) is not available in this build")
+# the default backend (native kernels); backend comparisons name both explicitly
+BACKEND = None
 
 
 def _manifest(name):
@@ -182,7 +180,6 @@ def test_forward_backward_every_parameter_gets_a_gradient(name):
 
 
 # ---------------------------------------------------------------------------- backends
-@needs_native
 @pytest.mark.parametrize("name", TINY)
 def test_native_and_reference_backends_agree_tiny(name):
     model = create_model(name).eval()
@@ -193,7 +190,6 @@ def test_native_and_reference_backends_agree_tiny(name):
     assert ((a - b).abs().max() / b.abs().max()).item() <= 1e-4
 
 
-@needs_native
 @pytest.mark.parametrize("name", RELEASED)
 def test_native_and_reference_backends_agree_released(name):
     """Every released model, at a small input to keep CI fast (windows still pad, grids are non-square)."""
@@ -346,8 +342,7 @@ def test_local_vim_backbone():
 
 # ---------------------------------------------------------------------------- compile
 def test_torch_compile_smoke():
-    backend = None if native_selective_scan_available() else "reference"
-    model = create_model("local_vim_test", img_size=16, directions=["h", "v_flip"], depth=1, backend=backend).eval()
+    model = create_model("local_vim_test", img_size=16, directions=["h", "v_flip"], depth=1).eval()
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         expected = model(x)

@@ -7,9 +7,8 @@ import torch
 from localmamba.cli import main
 from localmamba.models import create_model
 from localmamba.models.imagenet_classes import IMAGENET_CLASSES
-from localmamba.nn import native_selective_scan_available
 
-BACKEND = "native" if native_selective_scan_available() else "reference"
+BACKEND = "native"
 
 
 @pytest.fixture

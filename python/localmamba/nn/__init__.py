@@ -10,7 +10,7 @@ from .layers import (
     resize_pos_embed,
 )
 from .mixers import SS2D, MultiMamba
-from .scan import count_scans, native_selective_scan_available, selective_scan
+from .scan import count_scans, selective_scan
 
 __all__ = [
     "DropPath",
@@ -23,7 +23,6 @@ __all__ = [
     "SS2D",
     "canonical_directions",
     "count_scans",
-    "native_selective_scan_available",
     "resize_pos_embed",
     "selective_scan",
 ]

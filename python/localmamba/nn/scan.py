@@ -17,7 +17,6 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
-from ..ops import reference as _reference
 from ..ops.backend import resolve_backend
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
     "causal_depthwise_conv1d",
     "count_scans",
     "ScanRecord",
-    "native_selective_scan_available",
 ]
 
 
@@ -101,19 +99,6 @@ def causal_depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optiona
     return out
 
 
-def _native_op():
-    from .. import ops
-
-    op = getattr(ops, "selective_scan", None)
-    if op is None or not callable(op) or isinstance(op, type(ops)):
-        return None
-    return op
-
-
-def native_selective_scan_available() -> bool:
-    return _native_op() is not None
-
-
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -135,15 +120,9 @@ def selective_scan(
             counter.records.append(record)
         if any(c.skip_compute for c in stack):
             return torch.zeros_like(u)
-    op = _native_op()
-    if op is not None:
-        return op(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus, backend=name)
-    if name == "reference":
-        return _reference.selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
-    raise RuntimeError(
-        "the native selective scan op (localmamba.ops.selective_scan) is not available in this build; "
-        "use backend='reference' (pure PyTorch) instead"
-    )
+    from ..ops.selective_scan import selective_scan as _op
+
+    return _op(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus, backend=name)
 
 
 def directional_selective_scan(

@@ -1,8 +1,8 @@
 // CPU selective scan kernels at the baseline SIMD level of the build (SSE2 on x86-64,
 // NEON on AArch64): 16-byte vectors.
 #define LOCALMAMBA_SS_VECTOR_BYTES 16
-#include "localmamba/selective_scan_cpu_kernel.h"
-#include "localmamba/directional_scan_cpu_kernel.h"
+#include "selective_scan_cpu_kernel.h"
+#include "directional_scan_cpu_kernel.h"
 
 namespace localmamba {
 namespace ss_baseline {

@@ -9,64 +9,14 @@
 #include <vector>
 
 #include "localmamba/directional_scan.h"
+#include "bind_common.h"
 #include "localmamba/dtype.h"
 
 namespace py = pybind11;
 using namespace localmamba;
-
-#ifdef LOCALMAMBA_WITH_CUDA
-namespace localmamba {
-namespace cuda {
-int device_count();
-std::string device_status();
-}  // namespace cuda
-}  // namespace localmamba
-#endif
+using namespace localmamba::bindings;
 
 namespace {
-
-struct DArg {
-  void* ptr = nullptr;
-  std::vector<int64_t> strides;
-  int64_t s(size_t i) const { return strides.empty() ? 0 : strides[i]; }
-};
-
-// unit_last: the last dimension (tokens / steps) must have stride 1.
-DArg parse(const py::object& obj, const char* name, size_t rank, bool unit_last, bool required) {
-  DArg a;
-  if (obj.is_none()) {
-    if (required) throw std::invalid_argument(std::string("directional_scan: ") + name + " is required");
-    return a;
-  }
-  auto pair = obj.cast<py::tuple>();
-  if (pair.size() != 2)
-    throw std::invalid_argument(std::string("directional_scan: ") + name + " must be (address, strides)");
-  a.ptr = reinterpret_cast<void*>(pair[0].cast<uintptr_t>());
-  a.strides = pair[1].cast<std::vector<int64_t>>();
-  if (a.strides.size() != rank) {
-    throw std::invalid_argument(std::string("directional_scan: ") + name + " needs " + std::to_string(rank) +
-                                " strides, got " + std::to_string(a.strides.size()));
-  }
-  if (unit_last && a.strides.back() != 1) {
-    throw std::invalid_argument(std::string("directional_scan: ") + name +
-                                " must have stride 1 along its last dimension, got " +
-                                std::to_string(a.strides.back()));
-  }
-  return a;
-}
-
-bool is_cuda_device(const std::string& device) {
-  if (device == "cpu") return false;
-  if (device == "cuda") {
-#ifdef LOCALMAMBA_WITH_CUDA
-    if (cuda::device_count() == 0) throw std::runtime_error(cuda::device_status());
-    return true;
-#else
-    throw std::runtime_error("no CUDA device: localmamba was built without CUDA (LOCALMAMBA_CUDA=OFF or no nvcc)");
-#endif
-  }
-  throw std::invalid_argument("device must be 'cpu' or 'cuda', got '" + device + "'");
-}
 
 // sizes = (batch, K, dim, length, num_tokens, dstate, dt_rank); flags = (softplus, sequence_inputs, reduce_sum)
 DirectionalScanParams make(const std::string& dtype, const std::string& bc_dtype, const std::vector<int64_t>& sizes,
@@ -86,29 +36,29 @@ DirectionalScanParams make(const std::string& dtype, const std::string& bc_dtype
   p.delta_softplus = flags[0], p.sequence_inputs = flags[1], p.reduce_sum = flags[2];
   p.chunk_size = chunk_size;
   p.index = reinterpret_cast<const int64_t*>(index);
-  const DArg a_u = parse(u, "u", 4, true, true);
-  p.u = a_u.ptr, p.u_stride_batch = a_u.s(0), p.u_stride_direction = a_u.s(1), p.u_stride_dim = a_u.s(2);
-  const DArg a_d = parse(delta, "delta", 4, true, false);
-  p.delta = a_d.ptr, p.delta_stride_batch = a_d.s(0), p.delta_stride_direction = a_d.s(1),
-  p.delta_stride_dim = a_d.s(2);
-  const DArg a_dt = parse(dt, "dt", 4, true, false);
-  p.dt = a_dt.ptr, p.dt_stride_batch = a_dt.s(0), p.dt_stride_direction = a_dt.s(1), p.dt_stride_rank = a_dt.s(2);
-  const DArg a_w = parse(dt_weight, "dt_weight", 2, false, false);
-  p.dt_weight = a_w.ptr, p.dt_weight_stride_dim = a_w.s(0), p.dt_weight_stride_rank = a_w.s(1);
-  const DArg a_A = parse(A, "A", 2, false, true);
-  p.A = a_A.ptr, p.A_stride_dim = a_A.s(0), p.A_stride_state = a_A.s(1);
-  const DArg a_B = parse(B, "B", 4, true, true);
-  p.B = a_B.ptr, p.B_stride_batch = a_B.s(0), p.B_stride_direction = a_B.s(1), p.B_stride_state = a_B.s(2);
-  const DArg a_C = parse(C, "C", 4, true, true);
-  p.C = a_C.ptr, p.C_stride_batch = a_C.s(0), p.C_stride_direction = a_C.s(1), p.C_stride_state = a_C.s(2);
-  const DArg a_D = parse(D, "D", 1, false, false);
-  p.D = a_D.ptr, p.D_stride = a_D.s(0);
-  const DArg a_z = parse(z, "z", 4, true, false);
-  p.z = a_z.ptr, p.z_stride_batch = a_z.s(0), p.z_stride_direction = a_z.s(1), p.z_stride_dim = a_z.s(2);
-  const DArg a_b = parse(delta_bias, "delta_bias", 1, false, false);
-  p.delta_bias = a_b.ptr, p.delta_bias_stride = a_b.s(0);
-  const DArg a_wt = parse(weights, "weights", 1, false, false);
-  p.weights = a_wt.ptr, p.weights_stride = a_wt.s(0);
+  const StridedArg a_u = parse_strided_arg(u, "directional_scan", "u", 4, true, true);
+  p.u = a_u.ptr, p.u_stride_batch = a_u.stride(0), p.u_stride_direction = a_u.stride(1), p.u_stride_dim = a_u.stride(2);
+  const StridedArg a_d = parse_strided_arg(delta, "directional_scan", "delta", 4, true, false);
+  p.delta = a_d.ptr, p.delta_stride_batch = a_d.stride(0), p.delta_stride_direction = a_d.stride(1),
+  p.delta_stride_dim = a_d.stride(2);
+  const StridedArg a_dt = parse_strided_arg(dt, "directional_scan", "dt", 4, true, false);
+  p.dt = a_dt.ptr, p.dt_stride_batch = a_dt.stride(0), p.dt_stride_direction = a_dt.stride(1), p.dt_stride_rank = a_dt.stride(2);
+  const StridedArg a_w = parse_strided_arg(dt_weight, "directional_scan", "dt_weight", 2, false, false);
+  p.dt_weight = a_w.ptr, p.dt_weight_stride_dim = a_w.stride(0), p.dt_weight_stride_rank = a_w.stride(1);
+  const StridedArg a_A = parse_strided_arg(A, "directional_scan", "A", 2, false, true);
+  p.A = a_A.ptr, p.A_stride_dim = a_A.stride(0), p.A_stride_state = a_A.stride(1);
+  const StridedArg a_B = parse_strided_arg(B, "directional_scan", "B", 4, true, true);
+  p.B = a_B.ptr, p.B_stride_batch = a_B.stride(0), p.B_stride_direction = a_B.stride(1), p.B_stride_state = a_B.stride(2);
+  const StridedArg a_C = parse_strided_arg(C, "directional_scan", "C", 4, true, true);
+  p.C = a_C.ptr, p.C_stride_batch = a_C.stride(0), p.C_stride_direction = a_C.stride(1), p.C_stride_state = a_C.stride(2);
+  const StridedArg a_D = parse_strided_arg(D, "directional_scan", "D", 1, false, false);
+  p.D = a_D.ptr, p.D_stride = a_D.stride(0);
+  const StridedArg a_z = parse_strided_arg(z, "directional_scan", "z", 4, true, false);
+  p.z = a_z.ptr, p.z_stride_batch = a_z.stride(0), p.z_stride_direction = a_z.stride(1), p.z_stride_dim = a_z.stride(2);
+  const StridedArg a_b = parse_strided_arg(delta_bias, "directional_scan", "delta_bias", 1, false, false);
+  p.delta_bias = a_b.ptr, p.delta_bias_stride = a_b.stride(0);
+  const StridedArg a_wt = parse_strided_arg(weights, "directional_scan", "weights", 1, false, false);
+  p.weights = a_wt.ptr, p.weights_stride = a_wt.stride(0);
   p.chunk_states = reinterpret_cast<void*>(chunk_states);
   p.cuda_stream = reinterpret_cast<void*>(stream);
   return p;
@@ -123,9 +73,9 @@ void fwd(const std::string& device, const std::string& dtype, const std::string&
   const bool cuda = is_cuda_device(device);
   DirectionalScanParams p = make(dtype, bc_dtype, sizes, flags, chunk_size, index, u, delta, dt, dt_weight, A, B, C,
                                  D, z, delta_bias, weights, chunk_states, stream);
-  const DArg a_o = parse(out, "out", 4, false, true);
-  p.out = a_o.ptr, p.out_stride_batch = a_o.s(0), p.out_stride_direction = a_o.s(1), p.out_stride_dim = a_o.s(2),
-  p.out_stride_token = a_o.s(3);
+  const StridedArg a_o = parse_strided_arg(out, "directional_scan", "out", 4, false, true);
+  p.out = a_o.ptr, p.out_stride_batch = a_o.stride(0), p.out_stride_direction = a_o.stride(1), p.out_stride_dim = a_o.stride(2),
+  p.out_stride_token = a_o.stride(3);
   py::gil_scoped_release release;
   if (cuda) {
 #ifdef LOCALMAMBA_WITH_CUDA
@@ -148,32 +98,32 @@ void bwd(const std::string& device, const std::string& dtype, const std::string&
   const DirectionalScanParams p = make(dtype, bc_dtype, sizes, flags, chunk_size, index, u, delta, dt, dt_weight, A,
                                        B, C, D, z, delta_bias, weights, chunk_states, stream);
   DirectionalScanGrads g;
-  const DArg a_o = parse(dout, "dout", 4, false, true);
-  g.dout = a_o.ptr, g.dout_stride_batch = a_o.s(0), g.dout_stride_direction = a_o.s(1),
-  g.dout_stride_dim = a_o.s(2), g.dout_stride_token = a_o.s(3);
-  const DArg a1 = parse(du, "du", 4, true, false);
-  g.du = a1.ptr, g.du_stride_batch = a1.s(0), g.du_stride_direction = a1.s(1), g.du_stride_dim = a1.s(2);
-  const DArg a2 = parse(ddelta, "ddelta", 4, true, false);
-  g.ddelta = a2.ptr, g.ddelta_stride_batch = a2.s(0), g.ddelta_stride_direction = a2.s(1),
-  g.ddelta_stride_dim = a2.s(2);
-  const DArg a3 = parse(ddt, "ddt", 4, true, false);
-  g.ddt = a3.ptr, g.ddt_stride_batch = a3.s(0), g.ddt_stride_direction = a3.s(1), g.ddt_stride_rank = a3.s(2);
-  const DArg a4 = parse(ddt_weight, "ddt_weight", 2, false, false);
-  g.ddt_weight = a4.ptr, g.ddt_weight_stride_dim = a4.s(0), g.ddt_weight_stride_rank = a4.s(1);
-  const DArg a5 = parse(dA, "dA", 2, false, false);
-  g.dA = a5.ptr, g.dA_stride_dim = a5.s(0), g.dA_stride_state = a5.s(1);
-  const DArg a6 = parse(dB, "dB", 4, true, false);
-  g.dB = a6.ptr, g.dB_stride_batch = a6.s(0), g.dB_stride_direction = a6.s(1), g.dB_stride_state = a6.s(2);
-  const DArg a7 = parse(dC, "dC", 4, true, false);
-  g.dC = a7.ptr, g.dC_stride_batch = a7.s(0), g.dC_stride_direction = a7.s(1), g.dC_stride_state = a7.s(2);
-  const DArg a8 = parse(dD, "dD", 1, false, false);
-  g.dD = a8.ptr, g.dD_stride = a8.s(0);
-  const DArg a9 = parse(dz, "dz", 4, true, false);
-  g.dz = a9.ptr, g.dz_stride_batch = a9.s(0), g.dz_stride_direction = a9.s(1), g.dz_stride_dim = a9.s(2);
-  const DArg a10 = parse(ddelta_bias, "ddelta_bias", 1, false, false);
-  g.ddelta_bias = a10.ptr, g.ddelta_bias_stride = a10.s(0);
-  const DArg a11 = parse(dweights, "dweights", 1, false, false);
-  g.dweights = a11.ptr, g.dweights_stride = a11.s(0);
+  const StridedArg a_o = parse_strided_arg(dout, "directional_scan", "dout", 4, false, true);
+  g.dout = a_o.ptr, g.dout_stride_batch = a_o.stride(0), g.dout_stride_direction = a_o.stride(1),
+  g.dout_stride_dim = a_o.stride(2), g.dout_stride_token = a_o.stride(3);
+  const StridedArg a1 = parse_strided_arg(du, "directional_scan", "du", 4, true, false);
+  g.du = a1.ptr, g.du_stride_batch = a1.stride(0), g.du_stride_direction = a1.stride(1), g.du_stride_dim = a1.stride(2);
+  const StridedArg a2 = parse_strided_arg(ddelta, "directional_scan", "ddelta", 4, true, false);
+  g.ddelta = a2.ptr, g.ddelta_stride_batch = a2.stride(0), g.ddelta_stride_direction = a2.stride(1),
+  g.ddelta_stride_dim = a2.stride(2);
+  const StridedArg a3 = parse_strided_arg(ddt, "directional_scan", "ddt", 4, true, false);
+  g.ddt = a3.ptr, g.ddt_stride_batch = a3.stride(0), g.ddt_stride_direction = a3.stride(1), g.ddt_stride_rank = a3.stride(2);
+  const StridedArg a4 = parse_strided_arg(ddt_weight, "directional_scan", "ddt_weight", 2, false, false);
+  g.ddt_weight = a4.ptr, g.ddt_weight_stride_dim = a4.stride(0), g.ddt_weight_stride_rank = a4.stride(1);
+  const StridedArg a5 = parse_strided_arg(dA, "directional_scan", "dA", 2, false, false);
+  g.dA = a5.ptr, g.dA_stride_dim = a5.stride(0), g.dA_stride_state = a5.stride(1);
+  const StridedArg a6 = parse_strided_arg(dB, "directional_scan", "dB", 4, true, false);
+  g.dB = a6.ptr, g.dB_stride_batch = a6.stride(0), g.dB_stride_direction = a6.stride(1), g.dB_stride_state = a6.stride(2);
+  const StridedArg a7 = parse_strided_arg(dC, "directional_scan", "dC", 4, true, false);
+  g.dC = a7.ptr, g.dC_stride_batch = a7.stride(0), g.dC_stride_direction = a7.stride(1), g.dC_stride_state = a7.stride(2);
+  const StridedArg a8 = parse_strided_arg(dD, "directional_scan", "dD", 1, false, false);
+  g.dD = a8.ptr, g.dD_stride = a8.stride(0);
+  const StridedArg a9 = parse_strided_arg(dz, "directional_scan", "dz", 4, true, false);
+  g.dz = a9.ptr, g.dz_stride_batch = a9.stride(0), g.dz_stride_direction = a9.stride(1), g.dz_stride_dim = a9.stride(2);
+  const StridedArg a10 = parse_strided_arg(ddelta_bias, "directional_scan", "ddelta_bias", 1, false, false);
+  g.ddelta_bias = a10.ptr, g.ddelta_bias_stride = a10.stride(0);
+  const StridedArg a11 = parse_strided_arg(dweights, "directional_scan", "dweights", 1, false, false);
+  g.dweights = a11.ptr, g.dweights_stride = a11.stride(0);
   py::gil_scoped_release release;
   if (cuda) {
 #ifdef LOCALMAMBA_WITH_CUDA

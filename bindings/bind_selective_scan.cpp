@@ -8,66 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "bind_common.h"
 #include "localmamba/dtype.h"
 #include "localmamba/selective_scan.h"
 
 namespace py = pybind11;
 using namespace localmamba;
-
-#ifdef LOCALMAMBA_WITH_CUDA
-namespace localmamba {
-namespace cuda {
-int device_count();
-std::string device_status();
-}  // namespace cuda
-}  // namespace localmamba
-#endif
+using namespace localmamba::bindings;
 
 namespace {
-
-struct Arg {
-  void* ptr = nullptr;
-  std::vector<int64_t> strides;
-  int64_t stride(size_t i) const { return strides.empty() ? 0 : strides[i]; }
-};
-
-// `time_last`: the last stride is the time axis and must be 1.
-Arg parse_arg(const py::object& obj, const char* name, size_t rank, bool time_last, bool required) {
-  Arg arg;
-  if (obj.is_none()) {
-    if (required) throw std::invalid_argument(std::string("selective_scan: ") + name + " is required");
-    return arg;
-  }
-  auto pair = obj.cast<py::tuple>();
-  if (pair.size() != 2) {
-    throw std::invalid_argument(std::string("selective_scan: ") + name + " must be (address, strides)");
-  }
-  arg.ptr = reinterpret_cast<void*>(pair[0].cast<uintptr_t>());
-  arg.strides = pair[1].cast<std::vector<int64_t>>();
-  if (arg.strides.size() != rank) {
-    throw std::invalid_argument(std::string("selective_scan: ") + name + " needs " + std::to_string(rank) +
-                                " strides, got " + std::to_string(arg.strides.size()));
-  }
-  if (time_last && arg.strides.back() != 1) {
-    throw std::invalid_argument(std::string("selective_scan: ") + name +
-                                " must have stride 1 along L (its last dimension), got stride " +
-                                std::to_string(arg.strides.back()));
-  }
-  return arg;
-}
-
-bool parse_device(const std::string& device) {
-  if (device == "cpu") return false;
-  if (device == "cuda") {
-#ifdef LOCALMAMBA_WITH_CUDA
-    if (cuda::device_count() == 0) throw std::runtime_error(cuda::device_status());
-    return true;
-#else
-    throw std::runtime_error("no CUDA device: localmamba was built without CUDA (LOCALMAMBA_CUDA=OFF or no nvcc)");
-#endif
-  }
-  throw std::invalid_argument("device must be 'cpu' or 'cuda', got '" + device + "'");
-}
 
 // sizes = (batch, dim, length, dstate, n_groups)
 SelectiveScanParams make_params(const std::string& dtype, const std::string& bc_dtype, const std::vector<int64_t>& sizes,
@@ -86,23 +35,23 @@ SelectiveScanParams make_params(const std::string& dtype, const std::string& bc_
   p.n_groups = sizes[4];
   p.delta_softplus = delta_softplus;
   p.chunk_size = chunk_size;
-  const Arg au = parse_arg(u, "u", 3, true, true);
+  const StridedArg au = parse_strided_arg(u, "selective_scan", "u", 3, true, true);
   p.u = au.ptr, p.u_stride_batch = au.stride(0), p.u_stride_dim = au.stride(1);
-  const Arg ad = parse_arg(delta, "delta", 3, true, true);
+  const StridedArg ad = parse_strided_arg(delta, "selective_scan", "delta", 3, true, true);
   p.delta = ad.ptr, p.delta_stride_batch = ad.stride(0), p.delta_stride_dim = ad.stride(1);
-  const Arg aA = parse_arg(A, "A", 2, false, true);
+  const StridedArg aA = parse_strided_arg(A, "selective_scan", "A", 2, false, true);
   p.A = aA.ptr, p.A_stride_dim = aA.stride(0), p.A_stride_state = aA.stride(1);
-  const Arg aB = parse_arg(B, "B", 4, true, true);
+  const StridedArg aB = parse_strided_arg(B, "selective_scan", "B", 4, true, true);
   p.B = aB.ptr, p.B_stride_batch = aB.stride(0), p.B_stride_group = aB.stride(1), p.B_stride_state = aB.stride(2);
-  const Arg aC = parse_arg(C, "C", 4, true, true);
+  const StridedArg aC = parse_strided_arg(C, "selective_scan", "C", 4, true, true);
   p.C = aC.ptr, p.C_stride_batch = aC.stride(0), p.C_stride_group = aC.stride(1), p.C_stride_state = aC.stride(2);
-  const Arg aD = parse_arg(D, "D", 1, false, false);
+  const StridedArg aD = parse_strided_arg(D, "selective_scan", "D", 1, false, false);
   p.D = aD.ptr, p.D_stride = aD.stride(0);
-  const Arg az = parse_arg(z, "z", 3, true, false);
+  const StridedArg az = parse_strided_arg(z, "selective_scan", "z", 3, true, false);
   p.z = az.ptr, p.z_stride_batch = az.stride(0), p.z_stride_dim = az.stride(1);
-  const Arg ab = parse_arg(delta_bias, "delta_bias", 1, false, false);
+  const StridedArg ab = parse_strided_arg(delta_bias, "selective_scan", "delta_bias", 1, false, false);
   p.delta_bias = ab.ptr, p.delta_bias_stride = ab.stride(0);
-  const Arg ah = parse_arg(initial_state, "initial_state", 3, false, false);
+  const StridedArg ah = parse_strided_arg(initial_state, "selective_scan", "initial_state", 3, false, false);
   p.initial_state = ah.ptr, p.initial_state_stride_batch = ah.stride(0), p.initial_state_stride_dim = ah.stride(1),
   p.initial_state_stride_state = ah.stride(2);
   p.chunk_states = reinterpret_cast<void*>(chunk_states);
@@ -116,12 +65,12 @@ void selective_scan_fwd(const std::string& device, const std::string& dtype, con
                         const py::object& C, const py::object& D, const py::object& z, const py::object& delta_bias,
                         const py::object& initial_state, const py::object& out, const py::object& last_state,
                         uintptr_t chunk_states, uintptr_t cuda_stream) {
-  const bool is_cuda = parse_device(device);
+  const bool is_cuda = is_cuda_device(device);
   SelectiveScanParams p = make_params(dtype, bc_dtype, sizes, delta_softplus, chunk_size, u, delta, A, B, C, D, z,
                                       delta_bias, initial_state, chunk_states, cuda_stream);
-  const Arg ao = parse_arg(out, "out", 3, true, true);
+  const StridedArg ao = parse_strided_arg(out, "selective_scan", "out", 3, true, true);
   p.out = ao.ptr, p.out_stride_batch = ao.stride(0), p.out_stride_dim = ao.stride(1);
-  const Arg al = parse_arg(last_state, "last_state", 3, false, false);
+  const StridedArg al = parse_strided_arg(last_state, "selective_scan", "last_state", 3, false, false);
   p.last_state = al.ptr, p.last_state_stride_batch = al.stride(0), p.last_state_stride_dim = al.stride(1),
   p.last_state_stride_state = al.stride(2);
   py::gil_scoped_release release;
@@ -143,32 +92,32 @@ void selective_scan_bwd(const std::string& device, const std::string& dtype, con
                         const py::object& dz, const py::object& dA, const py::object& dB, const py::object& dC,
                         const py::object& dD, const py::object& ddelta_bias, const py::object& dinitial_state,
                         uintptr_t cuda_stream) {
-  const bool is_cuda = parse_device(device);
+  const bool is_cuda = is_cuda_device(device);
   const SelectiveScanParams p = make_params(dtype, bc_dtype, sizes, delta_softplus, chunk_size, u, delta, A, B, C, D,
                                             z, delta_bias, initial_state, chunk_states, cuda_stream);
   SelectiveScanGrads g;
-  const Arg ao = parse_arg(dout, "dout", 3, true, true);
+  const StridedArg ao = parse_strided_arg(dout, "selective_scan", "dout", 3, true, true);
   g.dout = ao.ptr, g.dout_stride_batch = ao.stride(0), g.dout_stride_dim = ao.stride(1);
-  const Arg al = parse_arg(dlast_state, "dlast_state", 3, false, false);
+  const StridedArg al = parse_strided_arg(dlast_state, "selective_scan", "dlast_state", 3, false, false);
   g.dlast_state = al.ptr, g.dlast_state_stride_batch = al.stride(0), g.dlast_state_stride_dim = al.stride(1),
   g.dlast_state_stride_state = al.stride(2);
-  const Arg a1 = parse_arg(du, "du", 3, true, false);
+  const StridedArg a1 = parse_strided_arg(du, "selective_scan", "du", 3, true, false);
   g.du = a1.ptr, g.du_stride_batch = a1.stride(0), g.du_stride_dim = a1.stride(1);
-  const Arg a2 = parse_arg(ddelta, "ddelta", 3, true, false);
+  const StridedArg a2 = parse_strided_arg(ddelta, "selective_scan", "ddelta", 3, true, false);
   g.ddelta = a2.ptr, g.ddelta_stride_batch = a2.stride(0), g.ddelta_stride_dim = a2.stride(1);
-  const Arg a3 = parse_arg(dz, "dz", 3, true, false);
+  const StridedArg a3 = parse_strided_arg(dz, "selective_scan", "dz", 3, true, false);
   g.dz = a3.ptr, g.dz_stride_batch = a3.stride(0), g.dz_stride_dim = a3.stride(1);
-  const Arg a4 = parse_arg(dA, "dA", 2, false, false);
+  const StridedArg a4 = parse_strided_arg(dA, "selective_scan", "dA", 2, false, false);
   g.dA = a4.ptr, g.dA_stride_dim = a4.stride(0), g.dA_stride_state = a4.stride(1);
-  const Arg a5 = parse_arg(dB, "dB", 4, true, false);
+  const StridedArg a5 = parse_strided_arg(dB, "selective_scan", "dB", 4, true, false);
   g.dB = a5.ptr, g.dB_stride_batch = a5.stride(0), g.dB_stride_group = a5.stride(1), g.dB_stride_state = a5.stride(2);
-  const Arg a6 = parse_arg(dC, "dC", 4, true, false);
+  const StridedArg a6 = parse_strided_arg(dC, "selective_scan", "dC", 4, true, false);
   g.dC = a6.ptr, g.dC_stride_batch = a6.stride(0), g.dC_stride_group = a6.stride(1), g.dC_stride_state = a6.stride(2);
-  const Arg a7 = parse_arg(dD, "dD", 1, false, false);
+  const StridedArg a7 = parse_strided_arg(dD, "selective_scan", "dD", 1, false, false);
   g.dD = a7.ptr, g.dD_stride = a7.stride(0);
-  const Arg a8 = parse_arg(ddelta_bias, "ddelta_bias", 1, false, false);
+  const StridedArg a8 = parse_strided_arg(ddelta_bias, "selective_scan", "ddelta_bias", 1, false, false);
   g.ddelta_bias = a8.ptr, g.ddelta_bias_stride = a8.stride(0);
-  const Arg a9 = parse_arg(dinitial_state, "dinitial_state", 3, false, false);
+  const StridedArg a9 = parse_strided_arg(dinitial_state, "selective_scan", "dinitial_state", 3, false, false);
   g.dinitial_state = a9.ptr, g.dinitial_state_stride_batch = a9.stride(0),
   g.dinitial_state_stride_dim = a9.stride(1), g.dinitial_state_stride_state = a9.stride(2);
   py::gil_scoped_release release;

@@ -10,16 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "bind_common.h"
 #include "localmamba/build_info.h"
 #include "localmamba/indexed_gather.h"
 #include "localmamba/parallel.h"
 #include "localmamba/scan_order.h"
-#ifdef LOCALMAMBA_WITH_CUDA
-#include "localmamba_cuda.h"
-#endif
 
 namespace py = pybind11;
 using namespace localmamba;
+using namespace localmamba::bindings;
 
 void register_selective_scan(py::module_& m);  // bind_selective_scan.cpp
 void register_directional_scan(py::module_& m);  // bind_directional_scan.cpp
@@ -40,24 +39,6 @@ int cuda_device_count() {
 #else
   return 0;
 #endif
-}
-
-std::string cuda_status() {
-#ifdef LOCALMAMBA_WITH_CUDA
-  return cuda::device_status();
-#else
-  return "no CUDA device: localmamba was built without CUDA (LOCALMAMBA_CUDA=OFF or no nvcc)";
-#endif
-}
-
-// Device strings are "cpu" or "cuda"; anything CUDA is refused cleanly when unavailable.
-bool parse_is_cuda(const std::string& device) {
-  if (device == "cpu") return false;
-  if (device == "cuda") {
-    if (!cuda_compiled() || cuda_device_count() == 0) throw std::runtime_error(cuda_status());
-    return true;
-  }
-  throw std::invalid_argument("device must be 'cpu' or 'cuda', got '" + device + "'");
 }
 
 template <size_t N>
@@ -126,7 +107,7 @@ void indexed_gather(uintptr_t src, uintptr_t dst, const std::string& dtype, cons
   p.index = reinterpret_cast<const int64_t*>(index);
   p.sum_over_directions = sum_over_directions;
   p.cuda_stream = reinterpret_cast<void*>(cuda_stream);
-  if (parse_is_cuda(device)) {
+  if (is_cuda_device(device)) {
 #ifdef LOCALMAMBA_WITH_CUDA
     py::gil_scoped_release release;
     cuda::indexed_gather(p);

@@ -346,7 +346,7 @@ def test_bad_backend_and_native_layer_errors():
         selective_scan(i["u"], i["delta"], i["A"], i["B"], i["C"], backend="triton")
     # The native layer names the argument too (stride along L must be 1 there).
     u = i["u"].transpose(1, 2).contiguous().transpose(1, 2)
-    with pytest.raises(ValueError, match="u must have stride 1 along L"):
+    with pytest.raises(ValueError, match="u must have stride 1 along its last dimension"):
         _C.selective_scan_fwd("cpu", "float32", "float32", [2, 4, 9, 3, 1], False, 64, (u.data_ptr(), list(u.stride())),
                               None, None, None, None, None, None, None, None, None, None, 0)
     with pytest.raises(ValueError, match="dstate"):

@@ -62,6 +62,10 @@ def init_distributed(device_spec: str = "auto") -> "tuple[DistInfo, torch.device
 
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
+        # Tear down together: a rank that destroys its gloo group while a peer still talks to
+        # it can make the peer's transport thread abort the process.
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <new>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 #include <thread>
 #include <vector>
 
@@ -118,9 +122,34 @@ class ThreadPool {
   std::exception_ptr error_;
 };
 
+// The pool is created on first use and deliberately never destroyed: joining workers from a
+// static destructor at interpreter exit races with other teardown, and after fork() the
+// parent's workers do not exist in the child, so the child must start a fresh pool instead.
+std::atomic<ThreadPool*> g_pool{nullptr};
+std::mutex g_pool_mutex;
+std::atomic<int> g_requested_threads{0};  // 0 = default
+
+void forget_pool_in_forked_child() {
+  g_pool.store(nullptr);  // the parent's pool (and its threads) is leaked on purpose
+  new (&g_pool_mutex) std::mutex();
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+const int g_atfork_registered = pthread_atfork(nullptr, nullptr, forget_pool_in_forked_child);
+#endif
+
 ThreadPool& pool() {
-  static ThreadPool instance(default_num_threads());
-  return instance;
+  ThreadPool* current = g_pool.load(std::memory_order_acquire);
+  if (current == nullptr) {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    current = g_pool.load(std::memory_order_acquire);
+    if (current == nullptr) {
+      const int requested = g_requested_threads.load();
+      current = new ThreadPool(requested > 0 ? requested : default_num_threads());
+      g_pool.store(current, std::memory_order_release);
+    }
+  }
+  return *current;
 }
 
 }  // namespace
@@ -128,6 +157,7 @@ ThreadPool& pool() {
 int get_num_threads() { return pool().num_threads(); }
 
 void set_num_threads(int num_threads) {
+  g_requested_threads.store(num_threads > 0 ? num_threads : 0);
   if (num_threads < 1) num_threads = default_num_threads();
   if (num_threads != pool().num_threads()) pool().resize(num_threads);
 }

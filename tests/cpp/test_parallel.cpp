@@ -40,3 +40,28 @@ TEST(ParallelFor, NestedCallsRunInline) {
   EXPECT_EQ(total.load(), 40);
   localmamba::set_num_threads(0);
 }
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#include <unistd.h>
+
+// A forked child (e.g. a data-loader worker) must get working threads of its own: the
+// parent's workers do not exist in it.
+TEST(ParallelFor, WorksInAForkedChild) {
+  localmamba::set_num_threads(2);
+  std::atomic<int64_t> warm{0};
+  localmamba::parallel_for(100, 1, [&](int64_t b, int64_t e) { warm += e - b; });  // pool started
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::atomic<int64_t> total{0};
+    localmamba::parallel_for(1000, 1, [&](int64_t b, int64_t e) { total += e - b; });
+    _exit(total.load() == 1000 && localmamba::get_num_threads() == 2 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  localmamba::set_num_threads(0);
+}
+#endif

@@ -25,6 +25,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 # --no-deps: the device image already holds the runtime packages and cannot reach an index.
 step install 300 env LOCALMAMBA_CUDA=ON CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=$ARCH" \
   LOCALMAMBA_CUDA_ARCHS="$ARCH" "$PYTHON" -m pip install --no-build-isolation --no-deps -q .
+if [[ "${STATUS[install]}" != rc=0* ]]; then
+  echo "install failed: see $OUT/install.log (nothing else was run against a stale build)"
+  exit 1
+fi
 step build_info 30 "$PYTHON" -c "import localmamba, json; print(json.dumps(localmamba.build_info()))"
 # GoogleTest may be missing on a device image (nothing can be installed there): then say so.
 step ctest 240 bash -c "if ! cmake -S . -B build/gpu -DLOCALMAMBA_BUILD_TESTS=ON -DLOCALMAMBA_PYTHON=OFF -DLOCALMAMBA_CUDA=ON \

@@ -208,3 +208,19 @@ def test_bad_data_config_values():
         load_config(None, ["aug.scale=[0.9, 0.1]"])
     with pytest.raises(ConfigError, match=r"data\.std must be positive"):
         load_config(None, ["data.std=[0.0]"])
+
+
+@pytest.mark.skipif(not HAVE_TIMM, reason="timm not installed")
+def test_randaugment_top_magnitude_never_posterizes_to_zero_bits():
+    """mstd can push timm's magnitude to its clip at 10, where increasing posterize keeps 0 bits
+    and Pillow raises; our transforms cap the magnitude just below (regression test)."""
+    pytest.importorskip("sklearn")
+    cfg = load_config(None, ["data.img_size=16", "aug.auto_augment=rand-m10-n4-mstd0-inc1", "aug.reprob=0.0"])
+    train, _, info = build_datasets(cfg)
+    t = build_transform(cfg, info, is_training=True)
+    import random
+
+    for seed in range(60):  # 4 ops of 15 per image: every op, posterize included, runs at magnitude 10
+        random.seed(seed)
+        torch.manual_seed(seed)
+        assert t(train.images[seed % len(train.images)]).shape == (1, 16, 16)

@@ -28,6 +28,24 @@ from .datasets import DataError
 __all__ = ["build_transform", "build_mixup", "SeededDataset", "Normalize", "TensorTrainTransform", "require_timm"]
 
 
+# timm's increasing posterize keeps int(4 - 4 * m / 10) bits, i.e. 0 bits at the clipped top
+# magnitude m = 10 (reached often with `mstd`), which current Pillow rejects ("bits must be
+# between 1 and 8"). Capping the sampled magnitude just below 10 keeps at least one bit and leaves
+# every other op's strength unchanged to within 0.1 %. A user-given `mmax` is respected.
+_SAFE_MAGNITUDE_MAX = 9.99
+
+
+def _cap_rand_augment_magnitude(transform):
+    stack = [transform]
+    while stack:
+        t = stack.pop()
+        stack.extend(getattr(t, "transforms", None) or [])
+        for op in getattr(t, "ops", None) or []:
+            if hasattr(op, "magnitude_max") and op.magnitude_max is None:
+                op.magnitude_max = _SAFE_MAGNITUDE_MAX
+    return transform
+
+
 def require_timm(feature: str):
     try:
         import timm  # noqa: F401
@@ -126,7 +144,7 @@ def build_transform(cfg: Dict[str, Any], info, is_training: bool) -> Callable:
             )
             aa = a["auto_augment"]
             if aa.startswith("rand"):
-                pil_ops.append(rand_augment_transform(aa, hparams))
+                pil_ops.append(_cap_rand_augment_magnitude(rand_augment_transform(aa, hparams)))
             elif aa.startswith("augmix"):
                 pil_ops.append(augment_and_mix_transform(aa, hparams))
             else:
@@ -162,7 +180,7 @@ def build_transform(cfg: Dict[str, Any], info, is_training: bool) -> Callable:
     if have_timm:
         from timm.data import create_transform
 
-        return create_transform(
+        return _cap_rand_augment_magnitude(create_transform(
             input_size=(info["in_chans"], img_size, img_size),
             is_training=is_training,
             scale=tuple(a["scale"]),
@@ -176,7 +194,7 @@ def build_transform(cfg: Dict[str, Any], info, is_training: bool) -> Callable:
             re_mode=a["remode"],
             re_count=a["recount"],
             crop_pct=d["crop_pct"],
-        )
+        ))
     if is_training and (a["auto_augment"] or a["reprob"] > 0):
         require_timm("RandAugment / random erasing on image folders")
     T = _require_torchvision("data.dataset=imagefolder")

@@ -41,7 +41,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
                           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
                           "-m", "localmamba", *_args(tmp_path / "two", 4)],
                          capture_output=True, text=True, timeout=600, env=env)
-    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
     assert "2 process(es)" in two.stdout and "global batch 8" in two.stdout
     assert two.stdout.count("final validation accuracy") == 1  # only rank 0 prints
 

@@ -7,6 +7,7 @@
 
 #include "cuda_check.h"
 #include "localmamba_cuda.h"
+#include "scan_primitives.cuh"
 
 namespace localmamba {
 namespace cuda {
@@ -57,38 +58,16 @@ __global__ void gather_copy_kernel(IndexedGatherParams p, GatherShape s, int64_t
   }
 }
 
-template <typename T> struct DeviceScalar;
-template <> struct DeviceScalar<float> {
-  using acc = float;
-  __device__ static float load(float v) { return v; }
-  __device__ static float store(float v) { return v; }
-};
-template <> struct DeviceScalar<double> {
-  using acc = double;
-  __device__ static double load(double v) { return v; }
-  __device__ static double store(double v) { return v; }
-};
-template <> struct DeviceScalar<__half> {
-  using acc = float;
-  __device__ static float load(__half v) { return __half2float(v); }
-  __device__ static __half store(float v) { return __float2half_rn(v); }
-};
-template <> struct DeviceScalar<__nv_bfloat16> {
-  using acc = float;
-  __device__ static float load(__nv_bfloat16 v) { return __bfloat162float(v); }
-  __device__ static __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
-};
-
 template <typename T>
 __global__ void gather_sum_kernel(IndexedGatherParams p, GatherShape s, int64_t total) {
-  using Scalar = DeviceScalar<T>;
+  using Scalar = scan_detail::Io<T>;
   const T* src = static_cast<const T*>(p.src);
   T* dst = static_cast<T*>(p.dst);
   for (int64_t linear = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; linear < total;
        linear += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int64_t b, k_unused, c, i;
     split_index(linear, s, 1, b, k_unused, c, i);
-    typename Scalar::acc acc = 0;
+    typename Scalar::S acc = 0;
     for (int64_t k = 0; k < p.num_directions; ++k) {
       const int64_t t = p.index[k * p.out_length + i];
       if (t >= 0) {

@@ -41,12 +41,6 @@ def device_context(tensor: torch.Tensor):
     return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
 
 
-def element_strides(tensor: torch.Tensor) -> List[int]:
-    """Strides in elements; a size-1 axis reports stride 1 (its stride is never used, and kernels that
-    need a unit stride along an axis accept any size-1 axis)."""
-    return [1 if n == 1 else st for n, st in zip(tensor.shape, tensor.stride())]
-
-
 def indexed_gather(src: torch.Tensor, dst: torch.Tensor, sizes: Sequence[int], src_strides: Sequence[int],
                    dst_strides: Sequence[int], index: torch.Tensor, sum_over_directions: bool) -> None:
     """The native indexed gather / scatter-sum between two strided (B, K, C, L) views (see indexed_gather.h);
@@ -56,6 +50,17 @@ def indexed_gather(src: torch.Tensor, dst: torch.Tensor, sizes: Sequence[int], s
             src.data_ptr(), dst.data_ptr(), dtype_name(src.dtype), device_kind(src), list(sizes), list(src_strides),
             list(dst_strides), index.data_ptr(), sum_over_directions, cuda_stream_of(src),
         )
+
+
+def cuda_workspace(nbytes: int, like: torch.Tensor) -> torch.Tensor:
+    """Scratch memory of a CUDA kernel as a byte tensor on `like`'s device, so PyTorch's caching
+    allocator owns and counts it (the kernels never allocate). CPU kernels need none: empty."""
+    return torch.empty(nbytes if like.is_cuda else 0, dtype=torch.uint8, device=like.device)
+
+
+def size1_strides(t: torch.Tensor) -> list:
+    """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
+    return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
 
 
 _INDEX_CACHE: Dict[Tuple[str, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}

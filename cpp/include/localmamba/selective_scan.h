@@ -62,6 +62,12 @@ struct SelectiveScanParams {
   int64_t last_state_stride_batch = 0, last_state_stride_dim = 0, last_state_stride_state = 0;
   void* chunk_states = nullptr;  // optional on forward (needed by backward), contiguous
 
+  // Scratch memory of the CUDA backward (the CPU kernels ignore it): at least
+  // selective_scan_bwd_workspace_bytes(*this) bytes, aligned to 8, contents irrelevant. The caller
+  // allocates it (PyTorch: a tensor, so its caching allocator sees it); the kernels never allocate.
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
+
   void* cuda_stream = nullptr;  // cudaStream_t for the CUDA implementation; nullptr = default stream
 };
 
@@ -108,6 +114,19 @@ inline int64_t selective_scan_num_chunks(int64_t length, int64_t chunk_size) {
 inline int64_t selective_scan_chunk_states_numel(const SelectiveScanParams& p) {
   return p.batch * p.dim * selective_scan_num_chunks(p.length, p.chunk_size) * p.dstate;
 }
+
+// Bytes of `workspace` the CUDA backward needs: state-type dB and dC accumulators
+// (batch, n_groups, dstate, length) and per-(batch, channel) partials of dA (dstate), dD, ddelta_bias.
+inline int64_t selective_scan_bwd_workspace_bytes(const SelectiveScanParams& p) {
+  const int64_t bc = p.batch * p.n_groups * p.dstate * p.length;
+  const int64_t partials = p.batch * p.dim * (p.dstate + 2);
+  return (2 * bc + partials) * element_size(selective_scan_state_dtype(p.dtype));
+}
+
+// The checks the selective and the directional scan share (element types, sizes, chunk size);
+// throws std::invalid_argument("<op>: ...").
+void check_scan_element_types_and_sizes(const char* op, DType dtype, DType bc_dtype, int64_t batch, int64_t dim,
+                                        int64_t length, int64_t dstate, int64_t chunk_size);
 
 // Validates sizes, dtypes, required pointers (throws std::invalid_argument naming the
 // argument). Shared by the CPU and CUDA paths; `backward` also checks chunk_states.

@@ -33,9 +33,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from . import _native, reference
+from ._checks import ArgChecks
 from .backend import resolve_backend
 from .directions import parse_directions
-from .selective_scan import _MAX_DSTATE, selective_scan_chunk_size, state_dtype
+from .selective_scan import selective_scan_chunk_size, state_dtype
 
 __all__ = ["directional_selective_scan", "gather_sequences", "scan_index_table", "middle_cls_index_table"]
 
@@ -43,8 +44,8 @@ _LAYOUTS = ("BCL", "BLC")
 _MAX_DT_RANK = 256  # == localmamba::kDirectionalScanMaxDtRank
 
 
-def _err(msg: str) -> str:
-    return f"directional_selective_scan: {msg}"
+_checks = ArgChecks("directional_selective_scan")
+_err = _checks.message
 
 
 # ----------------------------------------------------------------------------- index tables
@@ -99,9 +100,7 @@ def _check_index_table(index: torch.Tensor, num_tokens: int) -> None:
 
 
 # ----------------------------------------------------------------------------- native ops
-def _strides(t: torch.Tensor) -> List[int]:
-    """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
-    return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
+_strides = _native.size1_strides
 
 
 _CPU_CHUNK = 256  # steps per saved chunk state on CPU (the backward recomputes inside a chunk)
@@ -127,18 +126,6 @@ def _arg4(t: Optional[torch.Tensor], shared: bool = False):
     return (t.data_ptr(), s)
 
 
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _device_context(t: torch.Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else _NullContext()
-
-
 def _out_shape(u: torch.Tensor, K: int, num_tokens: int, reduce_sum: bool, channels_last: bool) -> Tuple[int, ...]:
     batch = u.shape[0]
     dim = u.shape[1] if u.dim() == 3 else u.shape[2]
@@ -161,6 +148,17 @@ def _sizes(u, A, B, index, num_tokens, dt_weight, delta) -> List[int]:
     dim = A.shape[0] // K
     rank = delta.shape[2] if dt_weight is not None else 0
     return [batch, K, dim, length, num_tokens, A.shape[1], rank]
+
+
+def _workspace(u: torch.Tensor, sizes: List[int], flags: List[bool], backward: bool) -> torch.Tensor:
+    """CUDA scratch memory of the forward / backward as a torch tensor (empty on CPU)."""
+    if not u.is_cuda:
+        return _native.cuda_workspace(0, u)
+    from .. import _C
+
+    shared_u = u.dim() == 3 and sizes[1] > 1
+    nbytes = _C.directional_scan_workspace_bytes(_native.dtype_name(u.dtype), sizes, flags, shared_u, backward)
+    return _native.cuda_workspace(nbytes, u)
 
 
 @torch.library.custom_op("localmamba::directional_scan_fwd", mutates_args=())
@@ -192,12 +190,14 @@ def _fwd_op(
     saved = torch.empty(sizes[0], K * sizes[2], -(-length // chunk), sizes[5], dtype=sdt, device=u.device)
     dt = delta if dt_weight is not None else None
     dl = None if dt_weight is not None else delta
-    with _device_context(u):
+    workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=False)
+    with _native.device_context(u):
         _C.directional_scan_fwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
             [delta_softplus, seq, reduce_sum], chunk, index.data_ptr(), _arg4(u, shared=not seq), _arg4(dl),
             _arg4(dt), _arg(dt_weight), _arg(A), _arg(B), _arg(C), _arg(D), _arg4(z), _arg(delta_bias),
             _arg(weights), _out_arg(out, reduce_sum, channels_last), saved.data_ptr(), _native.cuda_stream_of(u),
+            workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
         )
     return out, saved
 
@@ -257,7 +257,8 @@ def _bwd_op(
     dt = delta if dt_weight is not None else None
     dl = None if dt_weight is not None else delta
     dout_arg = _out_arg(dout, reduce_sum, channels_last)
-    with _device_context(u):
+    workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=True)
+    with _native.device_context(u):
         _C.directional_scan_bwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
             [delta_softplus, seq, reduce_sum], directional_scan_chunk_size(u.device), index.data_ptr(),
@@ -268,7 +269,7 @@ def _bwd_op(
             _arg(ddt_w) if dt_weight is not None else None, _arg(dA), _arg(dB), _arg(dC),
             _arg(dD) if D is not None else None, _arg4(dz) if z is not None else None,
             _arg(dbias) if delta_bias is not None else None, _arg(dw) if weights is not None else None,
-            _native.cuda_stream_of(u),
+            _native.cuda_stream_of(u), workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
         )
     return [du, ddelta, ddt_w, dA, dB, dC, dD, dz, dbias, dw]
 
@@ -347,22 +348,14 @@ def _inverse_table(index: torch.Tensor, num_tokens: int) -> torch.Tensor:
     return inv
 
 
-def _gather_call(src, dst, sizes, src_strides, dst_strides, index, sum_over_directions) -> None:
-    from .. import _C
-
-    with _device_context(src):
-        _C.indexed_gather(src.data_ptr(), dst.data_ptr(), _native.dtype_name(src.dtype), _native.device_kind(src),
-                          list(sizes), list(src_strides), list(dst_strides), index.data_ptr(), sum_over_directions,
-                          _native.cuda_stream_of(src))
-
-
 @torch.library.custom_op("localmamba::gather_sequences", mutates_args=())
 def _gather_seq_op(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x (B, T, C) channels-last -> (B, K, C, L) through index (K, L), zeros at -1."""
     B, T, C = x.shape
     K, L = index.shape
     out = torch.empty(B, K, C, L, dtype=x.dtype, device=x.device)
-    _gather_call(x, out, (B, K, C, L, T), (x.stride(0), 0, x.stride(2), x.stride(1)), out.stride(), index, False)
+    _native.indexed_gather(x, out, (B, K, C, L, T), (x.stride(0), 0, x.stride(2), x.stride(1)), out.stride(), index,
+                           False)
     return out
 
 
@@ -377,7 +370,8 @@ def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     B, K, C, L = y.shape
     T = inverse.shape[1]
     out = torch.empty(B, T, C, dtype=y.dtype, device=y.device)
-    _gather_call(y, out, (B, K, C, T, L), y.stride(), (out.stride(0), 0, out.stride(2), out.stride(1)), inverse, True)
+    _native.indexed_gather(y, out, (B, K, C, T, L), y.stride(), (out.stride(0), 0, out.stride(2), out.stride(1)),
+                           inverse, True)
     return out
 
 
@@ -418,26 +412,34 @@ def gather_sequences(x: torch.Tensor, index: torch.Tensor, backend: Optional[str
     included when the table is a ``middle_cls_index_table``. Its gradient sums each token's K steps."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"gather_sequences: x must be (B, T, C), got {getattr(x, 'shape', type(x).__name__)}")
+    index = _gather_index(index, x.shape[1], x.device)
     if resolve_backend(backend) == "reference":
-        return reference.gather_tokens(x.transpose(1, 2), index.to(x.device))
+        return reference.gather_tokens(x.transpose(1, 2), index)
     return _gather_seq_op(x, index)
 
 
+def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
+    """The gather's table, validated -- int64 (K, L), entries in [-1, num_tokens), each token at most
+    once per row (the backward sums a token's steps through the inverse table) -- contiguous on `device`
+    (the kernels read it there; a table on another device would be read through a foreign pointer)."""
+    if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2:
+        got = f"{index.dtype} tensor of shape {tuple(index.shape)}" if isinstance(index, torch.Tensor) else type(index).__name__
+        raise ValueError(f"gather_sequences: index must be an int64 tensor (K, L), got {got}")
+    trusted = getattr(index, "_localmamba_tokens", None)  # built by scan_index_table / middle_cls_index_table
+    if trusted is None or trusted > num_tokens:
+        cpu = index.detach().cpu()
+        if cpu.numel() and (cpu.min() < -1 or cpu.max() >= num_tokens):
+            raise ValueError(f"gather_sequences: index entries must lie in [-1, {num_tokens}) (x has {num_tokens} "
+                             f"tokens), got range [{int(cpu.min())}, {int(cpu.max())}]")
+        ordered = cpu.sort(dim=1).values
+        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+        if bool(repeated.any()):
+            row = int(repeated.any(dim=1).nonzero()[0])
+            raise ValueError(f"gather_sequences: index row {row} visits a token more than once")
+    return index.to(device=device).contiguous()
+
+
 # ----------------------------------------------------------------------------- checks
-def _tensor(name: str, t, optional: bool = False) -> None:
-    if t is None and optional:
-        return
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(_err(f"{name} must be a torch.Tensor{' or None' if optional else ''}, got {type(t).__name__}"))
-    if not t.is_floating_point() or t.is_complex():
-        raise TypeError(_err(f"{name} must be a real floating-point tensor, got {t.dtype}"))
-
-
-def _shape(name: str, t: Optional[torch.Tensor], shape: Tuple[int, ...], names: str) -> None:
-    if t is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(_err(f"{name} must have shape {names} = {tuple(shape)}, got {tuple(t.shape)}"))
-
-
 def _unit_last(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
@@ -459,6 +461,67 @@ def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
     num_tokens = int(index.max().item()) + 1 if index.numel() else 0
     _check_index_table(index, num_tokens)
     return index.to(device=device).contiguous(), num_tokens
+
+
+def _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce,
+                     layout) -> None:
+    """Types, options and element types: everything that does not depend on the scan orders."""
+    _checks.tensors((("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)),
+                    (("D", D), ("delta_bias", delta_bias), ("z", z), ("weights", weights),
+                     ("dt_proj_weight", dt_proj_weight)))
+    _checks.kernel_dtype("u", u)
+    if reduce not in (None, "sum"):
+        raise ValueError(_err(f"reduce must be None or 'sum', got {reduce!r}"))
+    if layout not in _LAYOUTS:
+        raise ValueError(_err(f"layout must be one of {_LAYOUTS}, got {layout!r}"))
+    _checks.flags(delta_softplus=delta_softplus)
+    if u.dim() not in (3, 4):
+        raise ValueError(_err(f"u must be (B, D, H*W) in token order or (B, K, D, Lmax) in sequence order, "
+                              f"got shape {tuple(u.shape)}"))
+    _checks.scan_dtypes(u, (("delta", delta), ("z", z)), B, C)
+    _checks.same_device(u, (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+                            ("delta_bias", delta_bias), ("weights", weights), ("dt_proj_weight", dt_proj_weight)))
+
+
+def _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, idx, num_tokens, grid):
+    """Shapes against the scan orders; returns D, delta_bias as (K*D,) and dt_proj_weight as (K, D, R)."""
+    K, lmax = idx.shape
+    seq = u.dim() == 4
+    batch = u.shape[0]
+    dim = u.shape[2] if seq else u.shape[1]
+    steps = lmax if seq else num_tokens
+    where = "Lmax (sequence order)" if seq else "H*W (token order)"
+    if seq:
+        _checks.shape("u", u, (batch, K, dim, lmax), f"(B, K, D, Lmax) for {K} directions of length {lmax}")
+    elif u.shape[2] != num_tokens:
+        raise ValueError(_err(f"u has {u.shape[2]} tokens along its last axis but the scan orders cover "
+                              f"{num_tokens} tokens" + (f" (H*W = {grid[0]}x{grid[1]})" if grid else "")))
+    if A.dim() != 2 or A.shape[0] != K * dim:
+        raise ValueError(_err(f"A must have shape (K*D, N) = ({K * dim}, N) for K={K}, D={dim}, got {tuple(A.shape)}"))
+    n_state = A.shape[1]
+    _checks.state_size(n_state)
+    if dt_proj_weight is not None:
+        if dt_proj_weight.dim() == 2:
+            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
+        if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
+            raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
+                                  f"got {tuple(dt_proj_weight.shape)}"))
+        rank = dt_proj_weight.shape[2]
+        if not 1 <= rank <= _MAX_DT_RANK:
+            raise ValueError(_err(f"dt rank R must be in [1, {_MAX_DT_RANK}], got {rank}"))
+        _checks.shape("delta", delta, (batch, K, rank, steps),
+                      f"(B, K, R, {where}) (low-rank dt, with dt_proj_weight)")
+    else:
+        _checks.shape("delta", delta, (batch, K, dim, steps), f"(B, K, D, {where})")
+    _checks.shape("B", B, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _checks.shape("C", C, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _checks.shape("z", z, (batch, K, dim, steps), f"(B, K, D, {where})")
+    D = None if D is None else D.reshape(-1) if D.numel() == K * dim else D
+    delta_bias = None if delta_bias is None else delta_bias.reshape(-1) if delta_bias.numel() == K * dim else delta_bias
+    _checks.shape("D", D, (K * dim,), "(K*D,)")
+    _checks.shape("delta_bias", delta_bias, (K * dim,), "(K*D,)")
+    _checks.shape("weights", weights, (K,), "(K,)")
+    return D, delta_bias, dt_proj_weight
 
 
 # ----------------------------------------------------------------------------- public API
@@ -492,71 +555,11 @@ def directional_selective_scan(
     Returns y in u's dtype: (B, K, D, T) ("BCL") or (B, K, T, D) ("BLC"); with reduce="sum"
     (B, D, T) or (B, T, D). State and accumulation in float32 (float64 for float64 inputs).
     """
-    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
-        _tensor(name, t)
-    for name, t in (("D", D), ("delta_bias", delta_bias), ("z", z), ("weights", weights),
-                    ("dt_proj_weight", dt_proj_weight)):
-        _tensor(name, t, optional=True)
-    if u.dtype not in _native.FLOAT_DTYPES:
-        raise TypeError(_err(f"u must be float32, float16, bfloat16 or float64, got {u.dtype}"))
-    if reduce not in (None, "sum"):
-        raise ValueError(_err(f"reduce must be None or 'sum', got {reduce!r}"))
-    if layout not in _LAYOUTS:
-        raise ValueError(_err(f"layout must be one of {_LAYOUTS}, got {layout!r}"))
-    if not isinstance(delta_softplus, bool):
-        raise TypeError(_err(f"delta_softplus must be a bool, got {type(delta_softplus).__name__}"))
-    if u.dim() not in (3, 4):
-        raise ValueError(_err(f"u must be (B, D, H*W) in token order or (B, K, D, Lmax) in sequence order, "
-                              f"got shape {tuple(u.shape)}"))
+    _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce, layout)
     idx, num_tokens = _resolve_index(directions, H, W, index, u.device)
-    K, lmax = idx.shape
-    seq = u.dim() == 4
-    batch = u.shape[0]
-    dim = u.shape[2] if seq else u.shape[1]
-    steps = lmax if seq else num_tokens
-    where = "Lmax (sequence order)" if seq else "H*W (token order)"
-    if seq:
-        _shape("u", u, (batch, K, dim, lmax), f"(B, K, D, Lmax) for {K} directions of length {lmax}")
-    elif u.shape[2] != num_tokens:
-        raise ValueError(_err(f"u has {u.shape[2]} tokens along its last axis but the scan orders cover "
-                              f"{num_tokens} tokens" + (f" (H*W = {H}x{W})" if H and W else "")))
-    if A.dim() != 2 or A.shape[0] != K * dim:
-        raise ValueError(_err(f"A must have shape (K*D, N) = ({K * dim}, N) for K={K}, D={dim}, got {tuple(A.shape)}"))
-    n_state = A.shape[1]
-    if n_state > _MAX_DSTATE:
-        raise ValueError(_err(f"the state size N = A.shape[1] must be <= {_MAX_DSTATE}, got {n_state}"))
-    if dt_proj_weight is not None:
-        if dt_proj_weight.dim() == 2:
-            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
-        if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
-            raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
-                                  f"got {tuple(dt_proj_weight.shape)}"))
-        rank = dt_proj_weight.shape[2]
-        if not 1 <= rank <= _MAX_DT_RANK:
-            raise ValueError(_err(f"dt rank R must be in [1, {_MAX_DT_RANK}], got {rank}"))
-        _shape("delta", delta, (batch, K, rank, steps), f"(B, K, R, {where}) (low-rank dt, with dt_proj_weight)")
-    else:
-        _shape("delta", delta, (batch, K, dim, steps), f"(B, K, D, {where})")
-    _shape("B", B, (batch, K, n_state, steps), f"(B, K, N, {where})")
-    _shape("C", C, (batch, K, n_state, steps), f"(B, K, N, {where})")
-    _shape("z", z, (batch, K, dim, steps), f"(B, K, D, {where})")
-    D = None if D is None else D.reshape(-1) if D.numel() == K * dim else D
-    delta_bias = None if delta_bias is None else delta_bias.reshape(-1) if delta_bias.numel() == K * dim else delta_bias
-    _shape("D", D, (K * dim,), "(K*D,)")
-    _shape("delta_bias", delta_bias, (K * dim,), "(K*D,)")
-    _shape("weights", weights, (K,), "(K,)")
-    for name, t in (("delta", delta), ("z", z)):
-        if t is not None and t.dtype != u.dtype:
-            raise TypeError(_err(f"{name} must have u's dtype {u.dtype}, got {t.dtype}"))
-    if B.dtype != C.dtype:
-        raise TypeError(_err(f"B and C must have the same dtype, got {B.dtype} and {C.dtype}"))
-    if B.dtype not in (u.dtype, torch.float32) or (u.dtype == torch.float64 and B.dtype != torch.float64):
-        raise TypeError(_err(f"B and C must have u's dtype {u.dtype} or float32, got {B.dtype}"))
-    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
-                    ("weights", weights), ("dt_proj_weight", dt_proj_weight)):
-        if t is not None and t.device != u.device:
-            raise ValueError(_err(f"{name} is on {t.device} but u is on {u.device}; all inputs must share a device"))
-
+    D, delta_bias, dt_proj_weight = _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, idx,
+                                                  num_tokens, (H, W) if H and W else None)
+    K, dim = idx.shape[0], A.shape[0] // idx.shape[0]
     if resolve_backend(backend) == "reference":
         return reference.directional_selective_scan(
             u, delta, A, B, C, idx, num_tokens, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus, z=z,

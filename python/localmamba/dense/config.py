@@ -4,10 +4,11 @@ hint; see ``localmamba.train.config``) over the dense schema below."""
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
-from ..train.config import CONFIG_DIR, ConfigError, _check_keys, _deep_merge, _read_yaml, parse_override, resolve_config_path
+from ..train.config import CONFIG_DIR, ConfigError, _deep_merge, _read_yaml, parse_override, resolve_config_path
 
 __all__ = ["DENSE_DEFAULTS", "load_dense_config", "validate_dense_config", "list_dense_configs", "TASKS"]
 
@@ -101,6 +102,20 @@ DENSE_DEFAULTS: Dict[str, Any] = {
     "output": {"dir": None, "plots": True},
     "log": {"interval": 10, "progress": True},
 }
+
+def _check_keys(update: Mapping[str, Any], schema: Mapping[str, Any] = None, where: str = "") -> None:
+    """Rejects keys the dense schema does not have, with a "did you mean" hint."""
+    schema = DENSE_DEFAULTS if schema is None else schema
+    for key, value in update.items():
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f" (did you mean '{where}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{where}{key}'{hint}")
+        if isinstance(schema[key], dict) and key != "kwargs":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key '{where}{key}' must be a mapping, got {value!r}")
+            _check_keys(value, schema[key], f"{where}{key}.")
+
 
 _CHOICES = {
     ("model", "arch"): (None, "mask_rcnn_fpn", "mask_rcnn_vitdet", "upernet"),

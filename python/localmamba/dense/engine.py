@@ -20,7 +20,7 @@ from ..train import distributed as D
 from ..train.checkpoint import (atomic_save_safetensors, atomic_torch_save, atomic_write_bytes, get_rng_state,
                                 load_training_checkpoint, set_rng_state)
 from ..train.config import ConfigError, dump_config
-from ..train.engine import autocast_context
+from ..train.evaluation import autocast_context
 from ..train.metrics import MetricsWriter, plot_curves, read_metrics
 from .builders import build_dense_datasets, build_dense_model, build_dense_optimizer, build_dense_scheduler
 from .datasets import SeededBatchSampler, collate_detection, collate_segmentation

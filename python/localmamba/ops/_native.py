@@ -2,8 +2,6 @@
 sizes and strides in, nothing framework-specific crosses the boundary."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
-
 import torch
 
 from .. import _C
@@ -33,20 +31,3 @@ def cuda_stream_of(tensor: torch.Tensor) -> int:
     if tensor.device.type != "cuda":
         return 0
     return torch.cuda.current_stream(tensor.device).cuda_stream
-
-
-_INDEX_CACHE: Dict[Tuple[str, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def scan_index_maps(directions: str, H: int, W: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(forward (K, Lmax), inverse (K, H*W)) int64 index tables on `device`, cached."""
-    key = (directions, H, W, str(device))
-    cached = _INDEX_CACHE.get(key)
-    if cached is None:
-        forward, inverse, max_length = _C.scan_index_maps(directions.split(","), H, W)
-        k = len(directions.split(","))
-        forward_t = torch.tensor(forward, dtype=torch.int64).view(k, max_length).to(device)
-        inverse_t = torch.tensor(inverse, dtype=torch.int64).view(k, H * W).to(device)
-        cached = (forward_t, inverse_t)
-        _INDEX_CACHE[key] = cached
-    return cached

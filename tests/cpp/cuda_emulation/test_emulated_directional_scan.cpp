@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,6 +36,9 @@ struct Case {
   bool reduce_sum, weights, blc, options;  // options: z, D, delta_bias, softplus
   int64_t cls_index;                       // >= 0: middle-class-token table over H*W + 1 tokens
 };
+
+// Names the case in test listings (and ctest names) instead of dumping its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 // The direction tables as the ops build them (middle_cls_index_table in Python for cls_index >= 0).
 struct Table {

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,6 +28,9 @@ struct Case {
   bool z, D, delta_bias, softplus, initial_state, dlast_state;
   int64_t row_padding;  // > 0: u, delta, z, B, C, dout rows are this much longer than L (strided inputs)
 };
+
+// Names the case in test listings (and ctest names) instead of dumping its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 std::string case_name(const testing::TestParamInfo<Case>& info) { return info.param.name; }
 

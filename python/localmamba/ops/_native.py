@@ -2,7 +2,8 @@
 sizes and strides in, nothing framework-specific crosses the boundary."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import contextlib
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
@@ -35,6 +36,22 @@ def cuda_stream_of(tensor: torch.Tensor) -> int:
     return torch.cuda.current_stream(tensor.device).cuda_stream
 
 
+def device_context(tensor: torch.Tensor):
+    """Makes `tensor`'s CUDA device current for a native call (kernels launch on the current device)."""
+    return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+
+
+def indexed_gather(src: torch.Tensor, dst: torch.Tensor, sizes: Sequence[int], src_strides: Sequence[int],
+                   dst_strides: Sequence[int], index: torch.Tensor, sum_over_directions: bool) -> None:
+    """The native indexed gather / scatter-sum between two strided (B, K, C, L) views (see indexed_gather.h);
+    sizes = (batch, directions, channels, out_length, src_length)."""
+    with device_context(src):
+        _C.indexed_gather(
+            src.data_ptr(), dst.data_ptr(), dtype_name(src.dtype), device_kind(src), list(sizes), list(src_strides),
+            list(dst_strides), index.data_ptr(), sum_over_directions, cuda_stream_of(src),
+        )
+
+
 def cuda_workspace(nbytes: int, like: torch.Tensor) -> torch.Tensor:
     """Scratch memory of a CUDA kernel as a byte tensor on `like`'s device, so PyTorch's caching
     allocator owns and counts it (the kernels never allocate). CPU kernels need none: empty."""
@@ -44,20 +61,3 @@ def cuda_workspace(nbytes: int, like: torch.Tensor) -> torch.Tensor:
 def size1_strides(t: torch.Tensor) -> list:
     """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
     return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
-
-
-_INDEX_CACHE: Dict[Tuple[str, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def scan_index_maps(directions: str, H: int, W: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(forward (K, Lmax), inverse (K, H*W)) int64 index tables on `device`, cached."""
-    key = (directions, H, W, str(device))
-    cached = _INDEX_CACHE.get(key)
-    if cached is None:
-        forward, inverse, max_length = _C.scan_index_maps(directions.split(","), H, W)
-        k = len(directions.split(","))
-        forward_t = torch.tensor(forward, dtype=torch.int64).view(k, max_length).to(device)
-        inverse_t = torch.tensor(inverse, dtype=torch.int64).view(k, H * W).to(device)
-        cached = (forward_t, inverse_t)
-        _INDEX_CACHE[key] = cached
-    return cached

@@ -22,20 +22,23 @@ delta tensor is never materialised, in the forward or the backward.
 
 The output is y (B, K, D, T) in token order (``layout="BLC"``: (B, K, T, D)), or with
 ``reduce="sum"`` the sum over directions (B, D, T) / (B, T, D), optionally weighted per
-direction by ``weights`` (K,). The directions are given by name (``directions`` + H, W) or as an
-explicit index table ``index`` (K, Lmax) of token indices, -1 = padding (e.g. the LocalVim
-middle-class-token layout).
+direction by ``weights`` (K,). The directions are given by name (``directions`` + H, W), as a
+:class:`~localmamba.ops.scan_table.ScanTable` (what layers pass: parsed and built once, e.g. the
+LocalVim middle-class-token layout), or as an explicit index tensor ``index`` (K, Lmax) of token
+indices, -1 = padding, which is checked on every call.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from . import _native, reference
+from ._checks import ArgChecks
 from .backend import resolve_backend
-from .directions import parse_directions
-from .selective_scan import _MAX_DSTATE, selective_scan_chunk_size, state_dtype
+from .scan_table import ScanTable, inverse_of, scan_table
+from .selective_scan import selective_scan_chunk_size, state_dtype
+
 
 __all__ = ["directional_selective_scan", "gather_sequences", "scan_index_table", "middle_cls_index_table"]
 
@@ -43,21 +46,16 @@ _LAYOUTS = ("BCL", "BLC")
 _MAX_DT_RANK = 256  # == localmamba::kDirectionalScanMaxDtRank
 
 
-def _err(msg: str) -> str:
-    return f"directional_selective_scan: {msg}"
+_checks = ArgChecks("directional_selective_scan")
+_err = _checks.message
 
 
 # ----------------------------------------------------------------------------- index tables
 def scan_index_table(directions: Union[str, Sequence[str]], H: int, W: int,
                      device: Union[str, torch.device] = "cpu") -> torch.Tensor:
-    """(K, Lmax) int64 table of the token visited at each step of each direction (-1 = padding)."""
-    names = ",".join(d.name for d in parse_directions(directions))
-    forward, _ = _native.scan_index_maps(names, H, W, torch.device(device))
-    forward._localmamba_tokens = H * W  # built here, so valid: never re-checked
-    return forward
-
-
-_MID_CACHE: Dict[Tuple[str, int, int, int, str], torch.Tensor] = {}
+    """(K, Lmax) int64 table of the token visited at each step of each direction (-1 = padding).
+    A copy: the library's cached table (``scan_table``) is never handed out for editing."""
+    return scan_table(directions, H, W, device).index.clone()
 
 
 def middle_cls_index_table(directions: Union[str, Sequence[str]], H: int, W: int, cls_index: int,
@@ -66,21 +64,13 @@ def middle_cls_index_table(directions: Union[str, Sequence[str]], H: int, W: int
 
     Spatial token p sits at token p (p < cls_index) or p + 1 (p >= cls_index); every direction
     visits the class token at sequence step ``cls_index``, its spatial order around it.
-    Shape (K, Lmax + 1).
+    Shape (K, Lmax + 1); a copy of the cached table.
     """
-    names = ",".join(d.name for d in parse_directions(directions))
-    key = (names, H, W, cls_index, str(torch.device(device)))
-    table = _MID_CACHE.get(key)
-    if table is None:
-        if not 0 <= cls_index <= H * W:
-            raise ValueError(_err(f"cls_index must be in [0, {H * W}], got {cls_index}"))
-        base = scan_index_table(names, H, W, "cpu")
-        shifted = torch.where(base >= cls_index, base + 1, base)
-        cls_col = torch.full((base.shape[0], 1), cls_index, dtype=torch.int64)
-        table = torch.cat([shifted[:, :cls_index], cls_col, shifted[:, cls_index:]], dim=1).contiguous().to(device)
-        table._localmamba_tokens = H * W + 1
-        _MID_CACHE[key] = table
-    return table
+    try:
+        table = scan_table(directions, H, W, device, cls_index=cls_index)
+    except ValueError as exc:
+        raise ValueError(_err(str(exc))) from None
+    return table.index.clone()
 
 
 def _check_index_table(index: torch.Tensor, num_tokens: int) -> None:
@@ -123,18 +113,6 @@ def _arg4(t: Optional[torch.Tensor], shared: bool = False):
     if shared:
         return (t.data_ptr(), [s[0], 0, s[1], s[2]])
     return (t.data_ptr(), s)
-
-
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _device_context(t: torch.Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else _NullContext()
 
 
 def _out_shape(u: torch.Tensor, K: int, num_tokens: int, reduce_sum: bool, channels_last: bool) -> Tuple[int, ...]:
@@ -202,7 +180,7 @@ def _fwd_op(
     dt = delta if dt_weight is not None else None
     dl = None if dt_weight is not None else delta
     workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=False)
-    with _device_context(u):
+    with _native.device_context(u):
         _C.directional_scan_fwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
             [delta_softplus, seq, reduce_sum], chunk, index.data_ptr(), _arg4(u, shared=not seq), _arg4(dl),
@@ -269,7 +247,7 @@ def _bwd_op(
     dl = None if dt_weight is not None else delta
     dout_arg = _out_arg(dout, reduce_sum, channels_last)
     workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=True)
-    with _device_context(u):
+    with _native.device_context(u):
         _C.directional_scan_bwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
             [delta_softplus, seq, reduce_sum], directional_scan_chunk_size(u.device), index.data_ptr(),
@@ -344,96 +322,85 @@ _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ----------------------------------------------------------------------------- sequence gather
-def _inverse_table(index: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """(K, T): the step at which each direction visits each token (tables visit every token once).
-    Kept on the table tensor itself, so it lives exactly as long as the table."""
-    inv = getattr(index, "_localmamba_inverse", None)
-    if inv is None or inv.shape[1] != num_tokens:
-        cpu = index.cpu()
-        inv = torch.full((cpu.shape[0], num_tokens), -1, dtype=torch.int64)
-        steps = torch.arange(cpu.shape[1]).expand_as(cpu)
-        valid = cpu >= 0
-        inv[torch.nonzero(valid)[:, 0], cpu[valid]] = steps[valid]
-        inv = inv.to(index.device)
-        index._localmamba_inverse = inv
-    return inv
-
-
-def _gather_call(src, dst, sizes, src_strides, dst_strides, index, sum_over_directions) -> None:
-    from .. import _C
-
-    with _device_context(src):
-        _C.indexed_gather(src.data_ptr(), dst.data_ptr(), _native.dtype_name(src.dtype), _native.device_kind(src),
-                          list(sizes), list(src_strides), list(dst_strides), index.data_ptr(), sum_over_directions,
-                          _native.cuda_stream_of(src))
 
 
 @torch.library.custom_op("localmamba::gather_sequences", mutates_args=())
-def _gather_seq_op(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x (B, T, C) channels-last -> (B, K, C, L) through index (K, L), zeros at -1."""
+def _gather_seq_op(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C) channels-last -> (B, K, C, L) through index (K, L), zeros at -1 (inverse (K, T)
+    is the table's inverse, for the backward)."""
     B, T, C = x.shape
     K, L = index.shape
     out = torch.empty(B, K, C, L, dtype=x.dtype, device=x.device)
-    _gather_call(x, out, (B, K, C, L, T), (x.stride(0), 0, x.stride(2), x.stride(1)), out.stride(), index, False)
+    _native.indexed_gather(x, out, (B, K, C, L, T), (x.stride(0), 0, x.stride(2), x.stride(1)), out.stride(), index,
+                           False)
     return out
 
 
 @_gather_seq_op.register_fake
-def _(x, index):
+def _(x, index, inverse):
     return x.new_empty(x.shape[0], index.shape[0], x.shape[2], index.shape[1])
 
 
 @torch.library.custom_op("localmamba::scatter_sequences_sum", mutates_args=())
-def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """(B, K, C, L) -> (B, T, C): sum over directions of each token's steps (inverse (K, T))."""
+def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, K, C, L) -> (B, T, C): sum over directions of each token's steps (inverse (K, T); the
+    forward table index (K, L) is for the backward)."""
     B, K, C, L = y.shape
     T = inverse.shape[1]
     out = torch.empty(B, T, C, dtype=y.dtype, device=y.device)
-    _gather_call(y, out, (B, K, C, T, L), y.stride(), (out.stride(0), 0, out.stride(2), out.stride(1)), inverse, True)
+    _native.indexed_gather(y, out, (B, K, C, T, L), y.stride(), (out.stride(0), 0, out.stride(2), out.stride(1)),
+                           inverse, True)
     return out
 
 
 @_scatter_sum_op.register_fake
-def _(y, inverse):
+def _(y, inverse, index):
     return y.new_empty(y.shape[0], inverse.shape[1], y.shape[2])
 
 
 def _gather_setup(ctx, inputs, output):
-    x, index = inputs
-    ctx.save_for_backward(index)
-    ctx.num_tokens = x.shape[1]
+    _, index, inverse = inputs
+    ctx.save_for_backward(index, inverse)
 
 
 def _gather_backward(ctx, grad):
-    (index,) = ctx.saved_tensors
-    return _scatter_sum_op(grad.contiguous(), _inverse_table(index, ctx.num_tokens)), None
+    index, inverse = ctx.saved_tensors
+    return _scatter_sum_op(grad.contiguous(), inverse, index), None, None
 
 
 def _scatter_setup(ctx, inputs, output):
-    _, inverse = inputs
-    ctx.save_for_backward(inverse)
-    ctx.length = inputs[0].shape[3]
+    _, inverse, index = inputs
+    ctx.save_for_backward(inverse, index)
 
 
 def _scatter_backward(ctx, grad):
-    (inverse,) = ctx.saved_tensors
-    return _gather_seq_op(grad, _inverse_table(inverse, ctx.length)), None
+    inverse, index = ctx.saved_tensors
+    return _gather_seq_op(grad, index, inverse), None, None
 
 
 _gather_seq_op.register_autograd(_gather_backward, setup_context=_gather_setup)
 _scatter_sum_op.register_autograd(_scatter_backward, setup_context=_scatter_setup)
 
 
-def gather_sequences(x: torch.Tensor, index: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
+def gather_sequences(x: torch.Tensor, index: Union[ScanTable, torch.Tensor],
+                     backend: Optional[str] = None) -> torch.Tensor:
     """One batched gather of channels-last tokens x (B, T, C) into the K scanned sequences
-    (B, K, C, Lmax) of an index table (zeros at padding) -- LocalVim's reorder of xz, class token
-    included when the table is a ``middle_cls_index_table``. Its gradient sums each token's K steps."""
+    (B, K, C, Lmax) of a scan table (zeros at padding) -- LocalVim's reorder of xz, class token
+    included when the table has one. Its gradient sums each token's K steps.
+    ``index``: a :class:`ScanTable`, or an index tensor (K, Lmax) (checked, then used)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"gather_sequences: x must be (B, T, C), got {getattr(x, 'shape', type(x).__name__)}")
-    index = _gather_index(index, x.shape[1], x.device)
+    if isinstance(index, ScanTable):  # built by scan_table, so valid: never re-checked
+        table = _resolve_index(None, None, None, index, x.device)
+        if table.num_tokens != x.shape[1]:
+            raise ValueError(f"gather_sequences: x has {x.shape[1]} tokens but the scan table covers "
+                             f"{table.num_tokens}")
+    else:
+        checked = _gather_index(index, x.shape[1], x.device)
+        table = ScanTable(checked, inverse_of(checked, x.shape[1]), x.shape[1], ())
     if resolve_backend(backend) == "reference":
-        return reference.gather_tokens(x.transpose(1, 2), index)
-    return _gather_seq_op(x, index)
+        return reference.gather_tokens(x.transpose(1, 2), table.index)
+    return _gather_seq_op(x, table.index, table.inverse)
 
 
 def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
@@ -443,40 +410,26 @@ def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
     if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2:
         got = f"{index.dtype} tensor of shape {tuple(index.shape)}" if isinstance(index, torch.Tensor) else type(index).__name__
         raise ValueError(f"gather_sequences: index must be an int64 tensor (K, L), got {got}")
-    trusted = getattr(index, "_localmamba_tokens", None)  # built by scan_index_table / middle_cls_index_table
-    if trusted is None or trusted > num_tokens:
-        cpu = index.detach().cpu()
-        if cpu.numel() and (cpu.min() < -1 or cpu.max() >= num_tokens):
-            raise ValueError(f"gather_sequences: index entries must lie in [-1, {num_tokens}) (x has {num_tokens} "
-                             f"tokens), got range [{int(cpu.min())}, {int(cpu.max())}]")
-        ordered = cpu.sort(dim=1).values
-        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
-        if bool(repeated.any()):
-            row = int(repeated.any(dim=1).nonzero()[0])
-            raise ValueError(f"gather_sequences: index row {row} visits a token more than once")
+    cpu = index.detach().cpu()
+    if cpu.numel() and (cpu.min() < -1 or cpu.max() >= num_tokens):
+        raise ValueError(f"gather_sequences: index entries must lie in [-1, {num_tokens}) (x has {num_tokens} "
+                         f"tokens), got range [{int(cpu.min())}, {int(cpu.max())}]")
+    ordered = cpu.sort(dim=1).values
+    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if bool(repeated.any()):
+        row = int(repeated.any(dim=1).nonzero()[0])
+        raise ValueError(f"gather_sequences: index row {row} visits a token more than once")
     return index.to(device=device).contiguous()
 
 
 # ----------------------------------------------------------------------------- checks
-def _tensor(name: str, t, optional: bool = False) -> None:
-    if t is None and optional:
-        return
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(_err(f"{name} must be a torch.Tensor{' or None' if optional else ''}, got {type(t).__name__}"))
-    if not t.is_floating_point() or t.is_complex():
-        raise TypeError(_err(f"{name} must be a real floating-point tensor, got {t.dtype}"))
-
-
-def _shape(name: str, t: Optional[torch.Tensor], shape: Tuple[int, ...], names: str) -> None:
-    if t is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(_err(f"{name} must have shape {names} = {tuple(shape)}, got {tuple(t.shape)}"))
-
-
 def _unit_last(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
-def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
+def _resolve_index(directions, H, W, index, device) -> ScanTable:
+    """The scan table of the call: built from names (cached), a ScanTable as it is (moved to
+    ``device`` if needed), or a user's index tensor after checking that it is a valid table."""
     if (directions is None) == (index is None):
         raise ValueError(_err("give the scan orders either as directions (with H and W) or as an index table, "
                               "exactly one of them"))
@@ -484,15 +437,78 @@ def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
         for name, v in (("H", H), ("W", W)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(_err(f"{name} must be a positive int with directions, got {v!r}"))
-        return scan_index_table(directions, H, W, device), H * W
+        return scan_table(directions, H, W, device)
+    if isinstance(index, ScanTable):  # built by scan_table, so valid: never re-checked
+        if index.index.device == device:
+            return index
+        return index._replace(index=index.index.to(device), inverse=index.inverse.to(device))
     if not isinstance(index, torch.Tensor):
-        raise ValueError(_err(f"index must be an int64 tensor (K, Lmax), got {type(index).__name__}"))
-    trusted = getattr(index, "_localmamba_tokens", None)  # built by scan_index_table / middle_cls_index_table
-    if trusted is not None and index.device == device:
-        return index, trusted
+        raise ValueError(_err(f"index must be a ScanTable or an int64 tensor (K, Lmax), got {type(index).__name__}"))
     num_tokens = int(index.max().item()) + 1 if index.numel() else 0
     _check_index_table(index, num_tokens)
-    return index.to(device=device).contiguous(), num_tokens
+    index = index.to(device=device).contiguous()
+    return ScanTable(index, inverse_of(index, num_tokens), num_tokens, ())
+
+
+def _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce,
+                     layout) -> None:
+    """Types, options and element types: everything that does not depend on the scan orders."""
+    _checks.tensors((("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)),
+                    (("D", D), ("delta_bias", delta_bias), ("z", z), ("weights", weights),
+                     ("dt_proj_weight", dt_proj_weight)))
+    _checks.kernel_dtype("u", u)
+    if reduce not in (None, "sum"):
+        raise ValueError(_err(f"reduce must be None or 'sum', got {reduce!r}"))
+    if layout not in _LAYOUTS:
+        raise ValueError(_err(f"layout must be one of {_LAYOUTS}, got {layout!r}"))
+    _checks.flags(delta_softplus=delta_softplus)
+    if u.dim() not in (3, 4):
+        raise ValueError(_err(f"u must be (B, D, H*W) in token order or (B, K, D, Lmax) in sequence order, "
+                              f"got shape {tuple(u.shape)}"))
+    _checks.scan_dtypes(u, (("delta", delta), ("z", z)), B, C)
+    _checks.same_device(u, (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+                            ("delta_bias", delta_bias), ("weights", weights), ("dt_proj_weight", dt_proj_weight)))
+
+
+def _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, idx, num_tokens, grid):
+    """Shapes against the scan orders; returns D, delta_bias as (K*D,) and dt_proj_weight as (K, D, R)."""
+    K, lmax = idx.shape
+    seq = u.dim() == 4
+    batch = u.shape[0]
+    dim = u.shape[2] if seq else u.shape[1]
+    steps = lmax if seq else num_tokens
+    where = "Lmax (sequence order)" if seq else "H*W (token order)"
+    if seq:
+        _checks.shape("u", u, (batch, K, dim, lmax), f"(B, K, D, Lmax) for {K} directions of length {lmax}")
+    elif u.shape[2] != num_tokens:
+        raise ValueError(_err(f"u has {u.shape[2]} tokens along its last axis but the scan orders cover "
+                              f"{num_tokens} tokens" + (f" (H*W = {grid[0]}x{grid[1]})" if grid else "")))
+    if A.dim() != 2 or A.shape[0] != K * dim:
+        raise ValueError(_err(f"A must have shape (K*D, N) = ({K * dim}, N) for K={K}, D={dim}, got {tuple(A.shape)}"))
+    n_state = A.shape[1]
+    _checks.state_size(n_state)
+    if dt_proj_weight is not None:
+        if dt_proj_weight.dim() == 2:
+            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
+        if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
+            raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
+                                  f"got {tuple(dt_proj_weight.shape)}"))
+        rank = dt_proj_weight.shape[2]
+        if not 1 <= rank <= _MAX_DT_RANK:
+            raise ValueError(_err(f"dt rank R must be in [1, {_MAX_DT_RANK}], got {rank}"))
+        _checks.shape("delta", delta, (batch, K, rank, steps),
+                      f"(B, K, R, {where}) (low-rank dt, with dt_proj_weight)")
+    else:
+        _checks.shape("delta", delta, (batch, K, dim, steps), f"(B, K, D, {where})")
+    _checks.shape("B", B, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _checks.shape("C", C, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _checks.shape("z", z, (batch, K, dim, steps), f"(B, K, D, {where})")
+    D = None if D is None else D.reshape(-1) if D.numel() == K * dim else D
+    delta_bias = None if delta_bias is None else delta_bias.reshape(-1) if delta_bias.numel() == K * dim else delta_bias
+    _checks.shape("D", D, (K * dim,), "(K*D,)")
+    _checks.shape("delta_bias", delta_bias, (K * dim,), "(K*D,)")
+    _checks.shape("weights", weights, (K,), "(K,)")
+    return D, delta_bias, dt_proj_weight
 
 
 # ----------------------------------------------------------------------------- public API
@@ -522,75 +538,17 @@ def directional_selective_scan(
     u: (B, D, T) token order (shared by the directions) or (B, K, D, Lmax) sequence order.
     delta: (B, K, D, .) -- or, with ``dt_proj_weight`` (K, D, R), the low-rank dt (B, K, R, .).
     A: (K*D, N); B, C: (B, K, N, .); D, delta_bias: (K*D,) or (K, D); z: (B, K, D, .);
-    weights: (K,). Scan orders: ``directions`` (names) with H, W, or ``index`` (K, Lmax) int64.
+    weights: (K,). Scan orders: ``directions`` (names) with H, W, or ``index``: a ScanTable or an
+    int64 tensor (K, Lmax).
     Returns y in u's dtype: (B, K, D, T) ("BCL") or (B, K, T, D) ("BLC"); with reduce="sum"
     (B, D, T) or (B, T, D). State and accumulation in float32 (float64 for float64 inputs).
     """
-    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
-        _tensor(name, t)
-    for name, t in (("D", D), ("delta_bias", delta_bias), ("z", z), ("weights", weights),
-                    ("dt_proj_weight", dt_proj_weight)):
-        _tensor(name, t, optional=True)
-    if u.dtype not in _native.FLOAT_DTYPES:
-        raise TypeError(_err(f"u must be float32, float16, bfloat16 or float64, got {u.dtype}"))
-    if reduce not in (None, "sum"):
-        raise ValueError(_err(f"reduce must be None or 'sum', got {reduce!r}"))
-    if layout not in _LAYOUTS:
-        raise ValueError(_err(f"layout must be one of {_LAYOUTS}, got {layout!r}"))
-    if not isinstance(delta_softplus, bool):
-        raise TypeError(_err(f"delta_softplus must be a bool, got {type(delta_softplus).__name__}"))
-    if u.dim() not in (3, 4):
-        raise ValueError(_err(f"u must be (B, D, H*W) in token order or (B, K, D, Lmax) in sequence order, "
-                              f"got shape {tuple(u.shape)}"))
-    idx, num_tokens = _resolve_index(directions, H, W, index, u.device)
-    K, lmax = idx.shape
-    seq = u.dim() == 4
-    batch = u.shape[0]
-    dim = u.shape[2] if seq else u.shape[1]
-    steps = lmax if seq else num_tokens
-    where = "Lmax (sequence order)" if seq else "H*W (token order)"
-    if seq:
-        _shape("u", u, (batch, K, dim, lmax), f"(B, K, D, Lmax) for {K} directions of length {lmax}")
-    elif u.shape[2] != num_tokens:
-        raise ValueError(_err(f"u has {u.shape[2]} tokens along its last axis but the scan orders cover "
-                              f"{num_tokens} tokens" + (f" (H*W = {H}x{W})" if H and W else "")))
-    if A.dim() != 2 or A.shape[0] != K * dim:
-        raise ValueError(_err(f"A must have shape (K*D, N) = ({K * dim}, N) for K={K}, D={dim}, got {tuple(A.shape)}"))
-    n_state = A.shape[1]
-    if n_state > _MAX_DSTATE:
-        raise ValueError(_err(f"the state size N = A.shape[1] must be <= {_MAX_DSTATE}, got {n_state}"))
-    if dt_proj_weight is not None:
-        if dt_proj_weight.dim() == 2:
-            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
-        if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
-            raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
-                                  f"got {tuple(dt_proj_weight.shape)}"))
-        rank = dt_proj_weight.shape[2]
-        if not 1 <= rank <= _MAX_DT_RANK:
-            raise ValueError(_err(f"dt rank R must be in [1, {_MAX_DT_RANK}], got {rank}"))
-        _shape("delta", delta, (batch, K, rank, steps), f"(B, K, R, {where}) (low-rank dt, with dt_proj_weight)")
-    else:
-        _shape("delta", delta, (batch, K, dim, steps), f"(B, K, D, {where})")
-    _shape("B", B, (batch, K, n_state, steps), f"(B, K, N, {where})")
-    _shape("C", C, (batch, K, n_state, steps), f"(B, K, N, {where})")
-    _shape("z", z, (batch, K, dim, steps), f"(B, K, D, {where})")
-    D = None if D is None else D.reshape(-1) if D.numel() == K * dim else D
-    delta_bias = None if delta_bias is None else delta_bias.reshape(-1) if delta_bias.numel() == K * dim else delta_bias
-    _shape("D", D, (K * dim,), "(K*D,)")
-    _shape("delta_bias", delta_bias, (K * dim,), "(K*D,)")
-    _shape("weights", weights, (K,), "(K,)")
-    for name, t in (("delta", delta), ("z", z)):
-        if t is not None and t.dtype != u.dtype:
-            raise TypeError(_err(f"{name} must have u's dtype {u.dtype}, got {t.dtype}"))
-    if B.dtype != C.dtype:
-        raise TypeError(_err(f"B and C must have the same dtype, got {B.dtype} and {C.dtype}"))
-    if B.dtype not in (u.dtype, torch.float32) or (u.dtype == torch.float64 and B.dtype != torch.float64):
-        raise TypeError(_err(f"B and C must have u's dtype {u.dtype} or float32, got {B.dtype}"))
-    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
-                    ("weights", weights), ("dt_proj_weight", dt_proj_weight)):
-        if t is not None and t.device != u.device:
-            raise ValueError(_err(f"{name} is on {t.device} but u is on {u.device}; all inputs must share a device"))
-
+    _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce, layout)
+    table = _resolve_index(directions, H, W, index, u.device)
+    idx, num_tokens = table.index, table.num_tokens
+    D, delta_bias, dt_proj_weight = _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, idx,
+                                                  num_tokens, (H, W) if H and W else None)
+    K, dim = idx.shape[0], A.shape[0] // idx.shape[0]
     if resolve_backend(backend) == "reference":
         return reference.directional_selective_scan(
             u, delta, A, B, C, idx, num_tokens, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus, z=z,

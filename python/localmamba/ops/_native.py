@@ -86,20 +86,3 @@ def tensor_arg(t: Optional[torch.Tensor], strides: Optional[Sequence[int]] = Non
 def unit_last(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """`t` with stride 1 along its last axis (copied only when it has not; any size-1 axis qualifies)."""
     return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
-
-
-_INDEX_CACHE: Dict[Tuple[str, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def scan_index_maps(directions: str, H: int, W: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(forward (K, Lmax), inverse (K, H*W)) int64 index tables on `device`, cached."""
-    key = (directions, H, W, str(device))
-    cached = _INDEX_CACHE.get(key)
-    if cached is None:
-        forward, inverse, max_length = _C.scan_index_maps(directions.split(","), H, W)
-        k = len(directions.split(","))
-        forward_t = torch.tensor(forward, dtype=torch.int64).view(k, max_length).to(device)
-        inverse_t = torch.tensor(inverse, dtype=torch.int64).view(k, H * W).to(device)
-        cached = (forward_t, inverse_t)
-        _INDEX_CACHE[key] = cached
-    return cached

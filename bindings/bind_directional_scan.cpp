@@ -69,10 +69,12 @@ void fwd(const std::string& device, const std::string& dtype, const std::string&
          const py::object& u, const py::object& delta, const py::object& dt, const py::object& dt_weight,
          const py::object& A, const py::object& B, const py::object& C, const py::object& D, const py::object& z,
          const py::object& delta_bias, const py::object& weights, const py::object& out, uintptr_t chunk_states,
-         uintptr_t stream) {
+         uintptr_t stream, uintptr_t workspace, int64_t workspace_bytes) {
   const bool cuda = is_cuda_device(device);
   DirectionalScanParams p = make(dtype, bc_dtype, sizes, flags, chunk_size, index, u, delta, dt, dt_weight, A, B, C,
                                  D, z, delta_bias, weights, chunk_states, stream);
+  p.workspace = reinterpret_cast<void*>(workspace);
+  p.workspace_bytes = workspace_bytes;
   const StridedArg a_o = parse_strided_arg(out, "directional_scan", "out", 4, false, true);
   p.out = a_o.ptr, p.out_stride_batch = a_o.stride(0), p.out_stride_direction = a_o.stride(1), p.out_stride_dim = a_o.stride(2),
   p.out_stride_token = a_o.stride(3);
@@ -93,10 +95,13 @@ void bwd(const std::string& device, const std::string& dtype, const std::string&
          const py::object& delta_bias, const py::object& weights, uintptr_t chunk_states, const py::object& dout,
          const py::object& du, const py::object& ddelta, const py::object& ddt, const py::object& ddt_weight,
          const py::object& dA, const py::object& dB, const py::object& dC, const py::object& dD, const py::object& dz,
-         const py::object& ddelta_bias, const py::object& dweights, uintptr_t stream) {
+         const py::object& ddelta_bias, const py::object& dweights, uintptr_t stream, uintptr_t workspace,
+         int64_t workspace_bytes) {
   const bool cuda = is_cuda_device(device);
-  const DirectionalScanParams p = make(dtype, bc_dtype, sizes, flags, chunk_size, index, u, delta, dt, dt_weight, A,
-                                       B, C, D, z, delta_bias, weights, chunk_states, stream);
+  DirectionalScanParams p = make(dtype, bc_dtype, sizes, flags, chunk_size, index, u, delta, dt, dt_weight, A, B, C,
+                                 D, z, delta_bias, weights, chunk_states, stream);
+  p.workspace = reinterpret_cast<void*>(workspace);
+  p.workspace_bytes = workspace_bytes;
   DirectionalScanGrads g;
   const StridedArg a_o = parse_strided_arg(dout, "directional_scan", "dout", 4, false, true);
   g.dout = a_o.ptr, g.dout_stride_batch = a_o.stride(0), g.dout_stride_direction = a_o.stride(1),
@@ -141,7 +146,7 @@ void register_directional_scan(py::module_& m) {
         py::arg("flags"), py::arg("chunk_size"), py::arg("index"), py::arg("u"), py::arg("delta"), py::arg("dt"),
         py::arg("dt_weight"), py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D"), py::arg("z"),
         py::arg("delta_bias"), py::arg("weights"), py::arg("out"), py::arg("chunk_states"),
-        py::arg("cuda_stream") = 0,
+        py::arg("cuda_stream") = 0, py::arg("workspace") = 0, py::arg("workspace_bytes") = 0,
         "Directional selective scan forward; sizes = (batch, K, dim, length, tokens, N, dt_rank), "
         "flags = (delta_softplus, sequence_inputs, reduce_sum).");
   m.def("directional_scan_bwd", &bwd, py::arg("device"), py::arg("dtype"), py::arg("bc_dtype"), py::arg("sizes"),
@@ -150,5 +155,23 @@ void register_directional_scan(py::module_& m) {
         py::arg("delta_bias"), py::arg("weights"), py::arg("chunk_states"), py::arg("dout"), py::arg("du"),
         py::arg("ddelta"), py::arg("ddt"), py::arg("ddt_weight"), py::arg("dA"), py::arg("dB"), py::arg("dC"),
         py::arg("dD"), py::arg("dz"), py::arg("ddelta_bias"), py::arg("dweights"), py::arg("cuda_stream") = 0,
+        py::arg("workspace") = 0, py::arg("workspace_bytes") = 0,
         "Directional selective scan backward from the forward's chunk states.");
+  m.def(
+      "directional_scan_workspace_bytes",
+      [](const std::string& dtype, const std::vector<int64_t>& sizes, const std::vector<bool>& flags, bool shared_u,
+         bool backward) {
+        if (sizes.size() != 7)
+          throw std::invalid_argument("directional_scan: sizes must be (batch, K, dim, length, tokens, N, dt_rank)");
+        if (flags.size() != 3) throw std::invalid_argument("directional_scan: flags must be (softplus, sequence, reduce)");
+        DirectionalScanParams p;
+        p.dtype = dtype_from_name(dtype);
+        p.batch = sizes[0], p.num_directions = sizes[1], p.dim = sizes[2], p.length = sizes[3];
+        p.num_tokens = sizes[4], p.dstate = sizes[5], p.dt_rank = sizes[6];
+        p.sequence_inputs = flags[1], p.reduce_sum = flags[2];
+        p.u_stride_direction = shared_u ? 0 : 1;
+        return backward ? directional_scan_bwd_workspace_bytes(p) : directional_scan_fwd_workspace_bytes(p);
+      },
+      py::arg("dtype"), py::arg("sizes"), py::arg("flags"), py::arg("shared_u"), py::arg("backward"),
+      "Bytes of scratch memory the CUDA forward / backward needs (same sizes and flags as the calls).");
 }

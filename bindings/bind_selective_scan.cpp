@@ -91,10 +91,12 @@ void selective_scan_bwd(const std::string& device, const std::string& dtype, con
                         const py::object& dlast_state, const py::object& du, const py::object& ddelta,
                         const py::object& dz, const py::object& dA, const py::object& dB, const py::object& dC,
                         const py::object& dD, const py::object& ddelta_bias, const py::object& dinitial_state,
-                        uintptr_t cuda_stream) {
+                        uintptr_t cuda_stream, uintptr_t workspace, int64_t workspace_bytes) {
   const bool is_cuda = is_cuda_device(device);
-  const SelectiveScanParams p = make_params(dtype, bc_dtype, sizes, delta_softplus, chunk_size, u, delta, A, B, C, D,
-                                            z, delta_bias, initial_state, chunk_states, cuda_stream);
+  SelectiveScanParams p = make_params(dtype, bc_dtype, sizes, delta_softplus, chunk_size, u, delta, A, B, C, D, z,
+                                      delta_bias, initial_state, chunk_states, cuda_stream);
+  p.workspace = reinterpret_cast<void*>(workspace);
+  p.workspace_bytes = workspace_bytes;
   SelectiveScanGrads g;
   const StridedArg ao = parse_strided_arg(dout, "selective_scan", "dout", 3, true, true);
   g.dout = ao.ptr, g.dout_stride_batch = ao.stride(0), g.dout_stride_dim = ao.stride(1);
@@ -161,6 +163,18 @@ void register_selective_scan(py::module_& m) {
         py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D"), py::arg("z"), py::arg("delta_bias"),
         py::arg("initial_state"), py::arg("chunk_states"), py::arg("dout"), py::arg("dlast_state"), py::arg("du"),
         py::arg("ddelta"), py::arg("dz"), py::arg("dA"), py::arg("dB"), py::arg("dC"), py::arg("dD"),
-        py::arg("ddelta_bias"), py::arg("dinitial_state"), py::arg("cuda_stream") = 0,
-        "Selective scan backward from the chunk states saved by the forward.");
+        py::arg("ddelta_bias"), py::arg("dinitial_state"), py::arg("cuda_stream") = 0, py::arg("workspace") = 0,
+        py::arg("workspace_bytes") = 0,
+        "Selective scan backward from the chunk states saved by the forward; `workspace` (CUDA scratch, "
+        "selective_scan_bwd_workspace_bytes bytes) is an address.");
+  m.def(
+      "selective_scan_bwd_workspace_bytes",
+      [](const std::string& dtype, const std::vector<int64_t>& sizes) {
+        if (sizes.size() != 5) throw std::invalid_argument("selective_scan: sizes must be (batch, dim, length, dstate, groups)");
+        SelectiveScanParams p;
+        p.dtype = dtype_from_name(dtype);
+        p.batch = sizes[0], p.dim = sizes[1], p.length = sizes[2], p.dstate = sizes[3], p.n_groups = sizes[4];
+        return selective_scan_bwd_workspace_bytes(p);
+      },
+      py::arg("dtype"), py::arg("sizes"), "Bytes of scratch memory the CUDA backward needs.");
 }

@@ -504,51 +504,47 @@ void check_cuda(const DirectionalScanParams& p, bool backward) {
 template <typename T>
 void run_fwd(const DirectionalScanParams& p, cudaStream_t stream) {
   using S = typename Io<T>::S;
-  FwdWs<S> ws{nullptr};
-  if (p.reduce_sum) {
-    throw_on_cuda_error(
-        cudaMallocAsync(reinterpret_cast<void**>(&ws.acc), static_cast<size_t>(p.batch * p.dim * p.num_tokens) * sizeof(S),
-                        stream),
-        "directional_scan workspace");
-  }
+  FwdWs<S> ws{p.reduce_sum ? static_cast<S*>(p.workspace) : nullptr};
   const dim3 grid(static_cast<unsigned>(p.dim), static_cast<unsigned>(p.batch));
   dir_fwd_kernel<T><<<grid, kThreads, 0, stream>>>(p, ws);
   check_launch("directional_scan forward kernel");
-  if (ws.acc) throw_on_cuda_error(cudaFreeAsync(ws.acc, stream), "directional_scan workspace");
+}
+
+// Carves the caller's workspace in the order directional_scan_bwd_workspace_bytes counts it.
+template <typename S>
+BwdWs<S> carve_bwd_workspace(const DirectionalScanParams& p, const DirectionalScanGrads& gr) {
+  const int64_t K = p.num_directions, KD = K * p.dim, R = p.dt_rank, Tin = directional_scan_input_length(p);
+  const int64_t bc = p.batch * K * p.dstate * Tin, dtn = p.batch * K * R * Tin;
+  const int64_t dun = directional_scan_shared_u(p) ? p.batch * p.dim * Tin : 0;
+  BwdWs<S> ws;
+  ws.dB = static_cast<S*>(p.workspace);
+  ws.dC = ws.dB + bc;
+  ws.ddt = (R > 0 && gr.ddt) ? ws.dC + bc : nullptr;
+  ws.du_acc = (dun > 0 && gr.du) ? ws.dC + bc + dtn : nullptr;
+  ws.dA_part = ws.dC + bc + dtn + dun;
+  ws.dD_part = ws.dA_part + p.batch * KD * p.dstate;
+  ws.dbias_part = ws.dD_part + p.batch * KD;
+  ws.dw_part = ws.dbias_part + p.batch * KD;
+  ws.dW_part = ws.dw_part + p.batch * KD;
+  return ws;
 }
 
 template <typename T>
 void run_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& gr, cudaStream_t stream) {
   using S = typename Io<T>::S;
   const int64_t K = p.num_directions, KD = K * p.dim, R = p.dt_rank, Tin = directional_scan_input_length(p);
-  const bool shared_u = p.u_stride_direction == 0 && K > 1;
-  const int64_t bc = p.batch * K * p.dstate * Tin;
-  const int64_t dtn = (R > 0 && gr.ddt) ? p.batch * K * R * Tin : 0;
-  const int64_t dun = (shared_u && gr.du) ? p.batch * p.dim * Tin : 0;
-  const int64_t parts = p.batch * KD * (p.dstate + 3 + R);
-  const size_t bytes = static_cast<size_t>(2 * bc + dtn + dun + parts) * sizeof(S);
-  void* raw = nullptr;
-  throw_on_cuda_error(cudaMallocAsync(&raw, bytes, stream), "directional_scan workspace");
-  BwdWs<S> ws;
-  ws.dB = static_cast<S*>(raw);
-  ws.dC = ws.dB + bc;
-  ws.ddt = dtn ? ws.dC + bc : nullptr;
-  ws.du_acc = dun ? ws.dC + bc + dtn : nullptr;
-  ws.dA_part = ws.dC + bc + dtn + dun;
-  ws.dD_part = ws.dA_part + p.batch * KD * p.dstate;
-  ws.dbias_part = ws.dD_part + p.batch * KD;
-  ws.dw_part = ws.dbias_part + p.batch * KD;
-  ws.dW_part = ws.dw_part + p.batch * KD;
-  throw_on_cuda_error(cudaMemsetAsync(raw, 0, static_cast<size_t>(2 * bc + dtn) * sizeof(S), stream),
+  const BwdWs<S> ws = carve_bwd_workspace<S>(p, gr);
+  const int64_t atomics = p.batch * K * (2 * p.dstate + R) * Tin;  // dB, dC, ddt: accumulated, so zeroed
+  throw_on_cuda_error(cudaMemsetAsync(p.workspace, 0, static_cast<size_t>(atomics) * sizeof(S), stream),
                       "directional_scan workspace");
   const dim3 grid(static_cast<unsigned>(p.dim), static_cast<unsigned>(p.batch));
   dir_bwd_kernel<T><<<grid, kThreads, 0, stream>>>(p, gr, ws);
   check_launch("directional_scan backward kernel");
-  const int64_t total = 2 * bc + dtn + KD * p.dstate + KD * R + KD + K;
+  const int64_t dtn = ws.ddt ? p.batch * K * R * Tin : 0;
+  const int64_t total = 2 * p.batch * K * p.dstate * Tin + dtn + KD * p.dstate + KD * R + KD + K;
   const int64_t blocks = (total + 255) / 256;
   dir_finalize_kernel<S><<<static_cast<unsigned>(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(p, gr, ws);
   check_launch("directional_scan finalize kernel");
-  throw_on_cuda_error(cudaFreeAsync(raw, stream), "directional_scan workspace");
 }
 
 }  // namespace
@@ -556,6 +552,7 @@ void run_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& gr, cud
 void directional_scan_fwd(const DirectionalScanParams& p) {
   check_cuda(p, false);
   if (p.batch == 0 || p.dim == 0) return;
+  check_workspace(p.workspace, p.workspace_bytes, directional_scan_fwd_workspace_bytes(p), "directional_scan forward");
   if (device_count() == 0) throw std::runtime_error(device_status());
   cudaStream_t stream = static_cast<cudaStream_t>(p.cuda_stream);
   switch (p.dtype) {
@@ -571,6 +568,7 @@ void directional_scan_bwd(const DirectionalScanParams& p, const DirectionalScanG
   check_cuda(p, true);
   if (!g.dout) throw std::invalid_argument("directional_scan: dout must not be null");
   if (p.batch == 0 || p.dim == 0) return;
+  check_workspace(p.workspace, p.workspace_bytes, directional_scan_bwd_workspace_bytes(p), "directional_scan backward");
   if (device_count() == 0) throw std::runtime_error(device_status());
   cudaStream_t stream = static_cast<cudaStream_t>(p.cuda_stream);
   switch (p.dtype) {

@@ -403,17 +403,13 @@ template <typename T>
 void run_bwd(const SelectiveScanParams& p, const SelectiveScanGrads& gr, cudaStream_t stream) {
   using S = typename Io<T>::S;
   const int64_t bc = p.batch * p.n_groups * p.dstate * p.length;
-  const int64_t parts = p.batch * p.dim * (p.dstate + 2);
-  const size_t bytes = static_cast<size_t>(2 * bc + parts) * sizeof(S);
-  void* raw = nullptr;
-  throw_on_cuda_error(cudaMallocAsync(&raw, bytes, stream), "selective_scan workspace");
-  Workspace<S> ws;
-  ws.dB = static_cast<S*>(raw);
+  Workspace<S> ws;  // carved from the caller's workspace, laid out as selective_scan_bwd_workspace_bytes counts
+  ws.dB = static_cast<S*>(p.workspace);
   ws.dC = ws.dB + bc;
   ws.dA_part = ws.dC + bc;
   ws.dD_part = ws.dA_part + p.batch * p.dim * p.dstate;
   ws.dbias_part = ws.dD_part + p.batch * p.dim;
-  throw_on_cuda_error(cudaMemsetAsync(raw, 0, static_cast<size_t>(2 * bc) * sizeof(S), stream),
+  throw_on_cuda_error(cudaMemsetAsync(p.workspace, 0, static_cast<size_t>(2 * bc) * sizeof(S), stream),
                       "selective_scan workspace");
   const dim3 grid(static_cast<unsigned>(p.dim), static_cast<unsigned>(p.batch));
   bwd_kernel<T><<<grid, kThreads, 0, stream>>>(p, gr, ws);
@@ -422,7 +418,6 @@ void run_bwd(const SelectiveScanParams& p, const SelectiveScanGrads& gr, cudaStr
   const int64_t blocks = (total + 255) / 256;
   finalize_kernel<S><<<static_cast<unsigned>(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(p, gr, ws);
   check_launch("selective_scan finalize kernel");
-  throw_on_cuda_error(cudaFreeAsync(raw, stream), "selective_scan workspace");
 }
 
 }  // namespace
@@ -448,6 +443,8 @@ void selective_scan_fwd(const SelectiveScanParams& p) {
 void selective_scan_bwd(const SelectiveScanParams& p, const SelectiveScanGrads& g) {
   check_cuda_params(p, true);
   if (!g.dout) throw std::invalid_argument("selective_scan: dout must not be null");
+  if (p.batch == 0 || p.dim == 0) return;  // nothing to do, and a (dim, 0) grid is an invalid launch
+  check_workspace(p.workspace, p.workspace_bytes, selective_scan_bwd_workspace_bytes(p), "selective_scan backward");
   if (device_count() == 0) throw std::runtime_error(device_status());
   cudaStream_t stream = static_cast<cudaStream_t>(p.cuda_stream);
   switch (p.dtype) {

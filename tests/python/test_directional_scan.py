@@ -348,6 +348,43 @@ def test_cuda_large_grid_and_reduce():
         assert_close(g[k], gc[k].double(), torch.float32, f"cuda vs cpu d{k}")
 
 
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("bad, message", [
+    (torch.tensor([[0, 1, 2]], dtype=torch.int32), "int64 tensor"),
+    (torch.tensor([0, 1, 2]), r"int64 tensor \(K, L\)"),
+    (torch.tensor([[0, 1, 6]]), r"\[-1, 6\)"),
+    (torch.tensor([[0, -2, 1]]), r"\[-1, 6\)"),
+    (torch.tensor([[0, 1, 2], [3, 1, 3]]), "row 1 visits a token more than once"),
+])
+def test_gather_sequences_rejects_bad_index_tables(backend, bad, message):
+    from localmamba.ops import gather_sequences
+
+    with pytest.raises(ValueError, match=message):
+        gather_sequences(torch.randn(2, 6, 3), bad, backend=backend)
+
+
+def test_gather_sequences_reads_a_non_contiguous_table_as_its_values():
+    from localmamba.ops import gather_sequences
+
+    table = torch.tensor([[0, 3], [1, 4], [2, -1]]).t()  # (2, 3), not contiguous
+    x = torch.randn(1, 5, 2, dtype=torch.float64)
+    y = gather_sequences(x, table)
+    torch.testing.assert_close(y, gather_sequences(x, table.contiguous(), backend="reference"), rtol=0, atol=0)
+
+
+@pytest.mark.cuda
+def test_gather_sequences_moves_a_host_table_to_the_device():
+    from localmamba.ops import gather_sequences
+
+    table = scan_index_table(ALL8, 5, 7)
+    x = torch.randn(2, 35, 4, dtype=torch.float64)
+    xc = x.cuda().requires_grad_()
+    y = gather_sequences(xc, table.clone())  # host table, no trust marker: validated and moved
+    y.sum().backward()
+    torch.testing.assert_close(y.cpu(), gather_sequences(x, table), rtol=0, atol=0)
+    torch.testing.assert_close(xc.grad.cpu(), torch.full_like(x, float(table.shape[0])), rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------- the two mixers
 def test_gather_sequences_native_equals_reference_with_gradients():
     from localmamba.ops import gather_sequences

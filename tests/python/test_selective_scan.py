@@ -376,3 +376,48 @@ def test_cuda_matches_cpu_and_is_deterministic():
     y2, l2, _ = run(cuda_inputs, True, "native", False)
     assert torch.equal(y1, y2) and torch.equal(l1, l2)
     assert_close(y1, y_cpu.double(), torch.float32, "cuda vs cpu y")
+
+
+# ----------------------------------------------------------------------------- integration regressions
+def test_length_one_accepts_a_size1_time_axis_of_any_stride():
+    """(B, 1, D).transpose(1, 2) has a size-1 time axis with stride D: its stride is never used, so
+    u and the incoming gradient must be accepted as they are (they used to raise 'must have stride 1')."""
+    batch, dim, dstate = 2, 5, 3
+    u_src = torch.randn(batch, 1, dim, dtype=torch.float64)
+    inputs = make_inputs(batch, dim, 1, dstate, 1, torch.float64, grouped=False, with_D=True, with_z=True,
+                         with_bias=True, with_h0=True)
+    weight = torch.randn(batch, 1, dim, dtype=torch.float64).transpose(1, 2)  # dout with stride (D, 1, D)
+    results = []
+    for u in (u_src.transpose(1, 2), u_src.transpose(1, 2).clone(memory_format=torch.contiguous_format)):
+        u_in = u.detach().requires_grad_()
+        y = selective_scan(u_in, inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"], inputs["z"],
+                           inputs["delta_bias"], True, initial_state=inputs["initial_state"])
+        (y * weight).sum().backward()
+        results.append((y.detach(), u_in.grad))
+    assert results[0][1].shape == (batch, dim, 1)
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+
+
+def test_backward_workspace_size_counts_every_buffer():
+    """The CUDA backward's scratch memory is allocated by PyTorch from this size: dB, dC (state type,
+    (B, G, N, L) each) and the per-(batch, channel) partials of dA, dD, ddelta_bias."""
+    batch, dim, length, dstate, groups = 3, 4, 7, 5, 2
+    for dtype, size in (("float32", 4), ("bfloat16", 4), ("float64", 8)):
+        expected = (2 * batch * groups * dstate * length + batch * dim * (dstate + 2)) * size
+        assert _C.selective_scan_bwd_workspace_bytes(dtype, [batch, dim, length, dstate, groups]) == expected
+
+
+@pytest.mark.cuda
+def test_cuda_backward_workspace_is_torch_memory():
+    batch, dim, length, dstate = 4, 64, 1000, 16
+    inputs = make_inputs(batch, dim, length, dstate, 1, torch.float32, grouped=False, with_D=True, with_z=True,
+                         with_bias=True, with_h0=False, device="cuda")
+    y, _, _ = run(inputs, True, "native", True)
+    workspace = _C.selective_scan_bwd_workspace_bytes("float32", [batch, dim, length, dstate, 1])
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    y.sum().backward()
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - before >= workspace

@@ -200,7 +200,7 @@ def test_resume_is_bit_identical(tmp_path, stop):
 
 def test_new_run_refuses_to_overwrite(tmp_path):
     run_training(tiny_cfg(tmp_path, **{"train.stop_after_steps": 1}))
-    with pytest.raises(RuntimeError, match="already holds a run"):
+    with pytest.raises(ConfigError, match="already holds a run"):
         run_training(tiny_cfg(tmp_path))
 
 

@@ -87,6 +87,12 @@ struct DirectionalScanParams {
   int64_t out_stride_batch = 0, out_stride_direction = 0, out_stride_dim = 0, out_stride_token = 0;
   void* chunk_states = nullptr;  // (batch, K * dim, num_chunks, dstate) contiguous, state type
 
+  // Scratch memory of the CUDA kernels (the CPU kernels ignore it): at least
+  // directional_scan_{fwd,bwd}_workspace_bytes(*this) bytes, aligned to 8, contents irrelevant.
+  // The caller allocates it (PyTorch: a tensor, so its caching allocator sees it).
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
+
   void* cuda_stream = nullptr;
 };
 
@@ -132,6 +138,31 @@ inline int64_t directional_scan_chunk_states_numel(const DirectionalScanParams& 
 // Tokens per row of the inputs: num_tokens (token order) or length (sequence order).
 inline int64_t directional_scan_input_length(const DirectionalScanParams& p) {
   return p.sequence_inputs ? p.length : p.num_tokens;
+}
+
+// u shared by the directions (direction stride 0): du is then summed over the directions.
+inline bool directional_scan_shared_u(const DirectionalScanParams& p) {
+  return p.u_stride_direction == 0 && p.num_directions > 1;
+}
+
+// Bytes of `workspace` the CUDA forward needs: the state-type reduce_sum accumulator
+// (batch, dim, num_tokens), nothing without reduce_sum.
+inline int64_t directional_scan_fwd_workspace_bytes(const DirectionalScanParams& p) {
+  const int64_t state = element_size(p.dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32);
+  return p.reduce_sum ? p.batch * p.dim * p.num_tokens * state : 0;
+}
+
+// Bytes of `workspace` the CUDA backward needs, all in the state type: dB and dC accumulators
+// (batch, K, dstate, T), ddt (batch, K, dt_rank, T), the shared-u du accumulator (batch, dim, T)
+// and per-(batch, K * dim) partials of dA (dstate), dD, ddelta_bias, dweights, ddt_weight (dt_rank).
+inline int64_t directional_scan_bwd_workspace_bytes(const DirectionalScanParams& p) {
+  const int64_t state = element_size(p.dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32);
+  const int64_t K = p.num_directions, T = directional_scan_input_length(p);
+  const int64_t bc = p.batch * K * p.dstate * T;
+  const int64_t ddt = p.batch * K * p.dt_rank * T;
+  const int64_t du = directional_scan_shared_u(p) ? p.batch * p.dim * T : 0;
+  const int64_t partials = p.batch * K * p.dim * (p.dstate + 3 + p.dt_rank);
+  return (2 * bc + ddt + du + partials) * state;
 }
 
 // Validates sizes, dtypes, pointers and (CPU: host index) the index table: every entry in

@@ -62,6 +62,12 @@ struct SelectiveScanParams {
   int64_t last_state_stride_batch = 0, last_state_stride_dim = 0, last_state_stride_state = 0;
   void* chunk_states = nullptr;  // optional on forward (needed by backward), contiguous
 
+  // Scratch memory of the CUDA backward (the CPU kernels ignore it): at least
+  // selective_scan_bwd_workspace_bytes(*this) bytes, aligned to 8, contents irrelevant. The caller
+  // allocates it (PyTorch: a tensor, so its caching allocator sees it); the kernels never allocate.
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
+
   void* cuda_stream = nullptr;  // cudaStream_t for the CUDA implementation; nullptr = default stream
 };
 
@@ -107,6 +113,14 @@ inline int64_t selective_scan_num_chunks(int64_t length, int64_t chunk_size) {
 // Elements of chunk_states: batch * dim * num_chunks * dstate.
 inline int64_t selective_scan_chunk_states_numel(const SelectiveScanParams& p) {
   return p.batch * p.dim * selective_scan_num_chunks(p.length, p.chunk_size) * p.dstate;
+}
+
+// Bytes of `workspace` the CUDA backward needs: state-type dB and dC accumulators
+// (batch, n_groups, dstate, length) and per-(batch, channel) partials of dA (dstate), dD, ddelta_bias.
+inline int64_t selective_scan_bwd_workspace_bytes(const SelectiveScanParams& p) {
+  const int64_t bc = p.batch * p.n_groups * p.dstate * p.length;
+  const int64_t partials = p.batch * p.dim * (p.dstate + 2);
+  return (2 * bc + partials) * element_size(selective_scan_state_dtype(p.dtype));
 }
 
 // Validates sizes, dtypes, required pointers (throws std::invalid_argument naming the

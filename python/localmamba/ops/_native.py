@@ -35,6 +35,17 @@ def cuda_stream_of(tensor: torch.Tensor) -> int:
     return torch.cuda.current_stream(tensor.device).cuda_stream
 
 
+def cuda_workspace(nbytes: int, like: torch.Tensor) -> torch.Tensor:
+    """Scratch memory of a CUDA kernel as a byte tensor on `like`'s device, so PyTorch's caching
+    allocator owns and counts it (the kernels never allocate). CPU kernels need none: empty."""
+    return torch.empty(nbytes if like.is_cuda else 0, dtype=torch.uint8, device=like.device)
+
+
+def size1_strides(t: torch.Tensor) -> list:
+    """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
+    return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
+
+
 _INDEX_CACHE: Dict[Tuple[str, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
 
 

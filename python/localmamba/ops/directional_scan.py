@@ -99,9 +99,7 @@ def _check_index_table(index: torch.Tensor, num_tokens: int) -> None:
 
 
 # ----------------------------------------------------------------------------- native ops
-def _strides(t: torch.Tensor) -> List[int]:
-    """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
-    return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
+_strides = _native.size1_strides
 
 
 _CPU_CHUNK = 256  # steps per saved chunk state on CPU (the backward recomputes inside a chunk)
@@ -163,6 +161,17 @@ def _sizes(u, A, B, index, num_tokens, dt_weight, delta) -> List[int]:
     return [batch, K, dim, length, num_tokens, A.shape[1], rank]
 
 
+def _workspace(u: torch.Tensor, sizes: List[int], flags: List[bool], backward: bool) -> torch.Tensor:
+    """CUDA scratch memory of the forward / backward as a torch tensor (empty on CPU)."""
+    if not u.is_cuda:
+        return _native.cuda_workspace(0, u)
+    from .. import _C
+
+    shared_u = u.dim() == 3 and sizes[1] > 1
+    nbytes = _C.directional_scan_workspace_bytes(_native.dtype_name(u.dtype), sizes, flags, shared_u, backward)
+    return _native.cuda_workspace(nbytes, u)
+
+
 @torch.library.custom_op("localmamba::directional_scan_fwd", mutates_args=())
 def _fwd_op(
     u: torch.Tensor,
@@ -192,12 +201,14 @@ def _fwd_op(
     saved = torch.empty(sizes[0], K * sizes[2], -(-length // chunk), sizes[5], dtype=sdt, device=u.device)
     dt = delta if dt_weight is not None else None
     dl = None if dt_weight is not None else delta
+    workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=False)
     with _device_context(u):
         _C.directional_scan_fwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
             [delta_softplus, seq, reduce_sum], chunk, index.data_ptr(), _arg4(u, shared=not seq), _arg4(dl),
             _arg4(dt), _arg(dt_weight), _arg(A), _arg(B), _arg(C), _arg(D), _arg4(z), _arg(delta_bias),
             _arg(weights), _out_arg(out, reduce_sum, channels_last), saved.data_ptr(), _native.cuda_stream_of(u),
+            workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
         )
     return out, saved
 
@@ -257,6 +268,7 @@ def _bwd_op(
     dt = delta if dt_weight is not None else None
     dl = None if dt_weight is not None else delta
     dout_arg = _out_arg(dout, reduce_sum, channels_last)
+    workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=True)
     with _device_context(u):
         _C.directional_scan_bwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
@@ -268,7 +280,7 @@ def _bwd_op(
             _arg(ddt_w) if dt_weight is not None else None, _arg(dA), _arg(dB), _arg(dC),
             _arg(dD) if D is not None else None, _arg4(dz) if z is not None else None,
             _arg(dbias) if delta_bias is not None else None, _arg(dw) if weights is not None else None,
-            _native.cuda_stream_of(u),
+            _native.cuda_stream_of(u), workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
         )
     return [du, ddelta, ddt_w, dA, dB, dC, dD, dz, dbias, dw]
 
@@ -418,9 +430,31 @@ def gather_sequences(x: torch.Tensor, index: torch.Tensor, backend: Optional[str
     included when the table is a ``middle_cls_index_table``. Its gradient sums each token's K steps."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"gather_sequences: x must be (B, T, C), got {getattr(x, 'shape', type(x).__name__)}")
+    index = _gather_index(index, x.shape[1], x.device)
     if resolve_backend(backend) == "reference":
-        return reference.gather_tokens(x.transpose(1, 2), index.to(x.device))
+        return reference.gather_tokens(x.transpose(1, 2), index)
     return _gather_seq_op(x, index)
+
+
+def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
+    """The gather's table, validated -- int64 (K, L), entries in [-1, num_tokens), each token at most
+    once per row (the backward sums a token's steps through the inverse table) -- contiguous on `device`
+    (the kernels read it there; a table on another device would be read through a foreign pointer)."""
+    if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2:
+        got = f"{index.dtype} tensor of shape {tuple(index.shape)}" if isinstance(index, torch.Tensor) else type(index).__name__
+        raise ValueError(f"gather_sequences: index must be an int64 tensor (K, L), got {got}")
+    trusted = getattr(index, "_localmamba_tokens", None)  # built by scan_index_table / middle_cls_index_table
+    if trusted is None or trusted > num_tokens:
+        cpu = index.detach().cpu()
+        if cpu.numel() and (cpu.min() < -1 or cpu.max() >= num_tokens):
+            raise ValueError(f"gather_sequences: index entries must lie in [-1, {num_tokens}) (x has {num_tokens} "
+                             f"tokens), got range [{int(cpu.min())}, {int(cpu.max())}]")
+        ordered = cpu.sort(dim=1).values
+        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+        if bool(repeated.any()):
+            row = int(repeated.any(dim=1).nonzero()[0])
+            raise ValueError(f"gather_sequences: index row {row} visits a token more than once")
+    return index.to(device=device).contiguous()
 
 
 # ----------------------------------------------------------------------------- checks

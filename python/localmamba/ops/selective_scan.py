@@ -104,7 +104,7 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, r
 
 # ----------------------------------------------------------------------------- native ops
 def _arg(t: Optional[torch.Tensor]):
-    return None if t is None else (t.data_ptr(), list(t.stride()))
+    return None if t is None else (t.data_ptr(), _native.size1_strides(t))
 
 
 def _sizes(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> List[int]:
@@ -198,6 +198,7 @@ def _bwd_op(
     dD = torch.empty(dim, dtype=sdt, device=u.device)
     dbias = torch.empty(dim, dtype=sdt, device=u.device)
     dinit = torch.empty(batch, dim, n_state, dtype=sdt, device=u.device)
+    workspace = _native.cuda_workspace(_C.selective_scan_bwd_workspace_bytes(_native.dtype_name(u.dtype), _sizes(u, A, B)), u)
     with _device_context(u):
         _C.selective_scan_bwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), _sizes(u, A, B),
@@ -205,6 +206,7 @@ def _bwd_op(
             _arg(D), _arg(z), _arg(delta_bias), _arg(initial_state), chunk_states.data_ptr(), _arg(dout),
             _arg(dlast_state), _arg(du), _arg(ddelta), _arg(dz if z is not None else None), _arg(dA), _arg(dB),
             _arg(dC), _arg(dD), _arg(dbias), _arg(dinit), _native.cuda_stream_of(u),
+            workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
         )
     return [du, ddelta, dA, dB, dC, dD, dbias, dinit, dz]
 
@@ -239,7 +241,7 @@ def _backward(ctx, dout, dlast, dsaved):
     u, delta, A, B, C, D, z, delta_bias, initial_state, saved = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(u)
-    elif dout.stride(-1) != 1:
+    elif dout.stride(-1) != 1 and dout.shape[-1] != 1:
         dout = dout.contiguous()
     du, ddelta, dA, dB, dC, dD, dbias, dinit, dz = _bwd_op(
         u, delta, A, B, C, D, z, delta_bias, initial_state, saved, dout, dlast, ctx.delta_softplus
@@ -262,7 +264,7 @@ _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+    return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
 # ----------------------------------------------------------------------------- public API

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
+from ..atomic_files import atomic_write_bytes
 from ..ops import SEARCH_CANDIDATES, parse_directions
 
 __all__ = [
@@ -103,8 +104,6 @@ def directions_record(alphas: Mapping[str, torch.Tensor], top_k: int = 4, source
 
 
 def write_directions(record: Mapping[str, Any], path: PathLike) -> Path:
-    from ..train.checkpoint import atomic_write_bytes
-
     return atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
 
 
@@ -150,8 +149,6 @@ def plot_alpha_heatmap(probs: torch.Tensor, path: PathLike, title: str = "direct
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from ..train.checkpoint import atomic_write_bytes
 
     p = probs.detach().float().cpu().numpy()
     L, C = p.shape

@@ -1,29 +1,27 @@
-"""Crash-safe checkpoint files.
-
-Every write goes to a temporary file in the destination directory, is flushed and
-fsync'ed, then renamed over the destination (`os.replace`, atomic on POSIX and Windows).
-A process killed mid-write therefore leaves the previous file intact; the stray
-temporary file is removed by the next successful write.
+"""Training checkpoints: crash-safe writes (re-exported from `localmamba.atomic_files`),
+RNG state capture, and reading checkpoints back.
 
 Training checkpoints hold only tensors and plain Python containers (RNG states are
 converted), so they load with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
-import io
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 import torch
 
+from ..atomic_files import atomic_save_safetensors, atomic_torch_save, atomic_write_bytes, remove_stale_temps
+
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "atomic_write_bytes",
     "atomic_torch_save",
     "atomic_save_safetensors",
+    "remove_stale_temps",
     "load_training_checkpoint",
     "get_rng_state",
     "set_rng_state",
@@ -32,58 +30,8 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-
-def _cleanup_stale_temps(path: Path) -> None:
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-
-
-def _atomic_write(path: PathLike, write_fn) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _cleanup_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    return _atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_torch_save(obj: Any, path: PathLike) -> Path:
-    return _atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_save_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: Optional[Dict[str, str]] = None) -> Path:
-    from safetensors.torch import save
-
-    # clone: safetensors refuses tensors that share storage
-    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    data = save(plain, metadata=metadata)
-    return atomic_write_bytes(path, data)
+#: The "format" field of a resumable training checkpoint (last.pt / best.pt).
+CHECKPOINT_FORMAT = "localmamba-train/1"
 
 
 def get_rng_state() -> Dict[str, Any]:

@@ -1,7 +1,12 @@
-"""The training / evaluation loop behind `localmamba train`, `search` and `eval`.
+"""The training loop behind `localmamba train` and `search`.
 
-One function, `run_training(cfg)`, covers single-process CPU/GPU runs and DDP runs launched
-by torchrun. Files (rank 0 only) in the output directory:
+`run_training(cfg)` covers single-process CPU/GPU runs and DDP runs launched by torchrun, in
+five steps (timm / nanoGPT style): `setup` builds a `Run` (data, model, optimizer, schedule,
+EMA, restored state, output folder); `train_one_epoch` runs the optimizer steps of one epoch;
+`end_epoch` evaluates, logs and checkpoints; `finalize` writes the final weights and summary.
+`evaluate` (in `evaluation.py`) is the validation pass.
+
+Files (rank 0 only) in the output directory:
 
     config.yaml          the resolved configuration
     metrics.jsonl        one JSON object per line: {"event": "step"|"epoch"|"end", ...}
@@ -13,13 +18,11 @@ by torchrun. Files (rank 0 only) in the output directory:
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
-import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -27,208 +30,138 @@ import torch
 import torch.nn.functional as F
 
 from ..data import build_loaders, build_mixup, set_train_epoch
-from ..search import (
-    alpha_probabilities,
-    directions_record,
-    get_alphas,
-    plot_alpha_heatmap,
-    read_directions,
-    write_directions,
-)
+from ..search import alpha_probabilities, directions_record, get_alphas, plot_alpha_heatmap, write_directions
 from . import distributed as D
 from .checkpoint import (
+    CHECKPOINT_FORMAT,
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write_bytes,
-    extract_state_dict,
     get_rng_state,
     load_training_checkpoint,
     set_rng_state,
 )
 from .config import ConfigError, dump_config
+from .evaluation import autocast_context, evaluate, run_evaluation
 from .metrics import MetricsWriter, plot_curves, read_metrics
+from .modeling import build_model, load_pretrained, resolve_directions
 from .optim import build_optimizer, build_scheduler
+from .outputs import check_output_dir, repair_best_files, weights_metadata
 
-__all__ = ["run_training", "build_model", "evaluate", "autocast_context", "resolve_directions", "CHECKPOINT_FORMAT"]
-
-CHECKPOINT_FORMAT = "localmamba-train/1"
-
-
-# ----------------------------------------------------------------------------- model
-
-def _model_factory(name: str) -> Callable[..., torch.nn.Module]:
-    if ":" in name:
-        module_name, attr = name.split(":", 1)
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"model.name {name!r}: cannot import {attr!r} from {module_name!r}: {e}") from None
-    try:
-        from ..models import create_model, list_models
-    except ImportError as e:
-        raise RuntimeError(f"localmamba.models is not available: {e}") from None
-    available = list_models()
-    if name not in available:
-        import difflib
-
-        close = difflib.get_close_matches(name, available, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint}; available: {', '.join(available)}")
-    return lambda **kw: create_model(name, **kw)
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "Run",
+    "autocast_context",
+    "build_model",
+    "end_epoch",
+    "evaluate",
+    "finalize",
+    "load_pretrained",
+    "resolve_directions",
+    "run_evaluation",
+    "run_training",
+    "save_checkpoint",
+    "setup",
+    "train_one_epoch",
+]
 
 
-def resolve_directions(value) -> Optional[List[List[str]]]:
-    if value is None:
-        return None
-    try:
-        return read_directions(value)
-    except (ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"model.directions: {e}") from None
+@dataclass
+class Run:
+    """Everything one training run holds between steps."""
+
+    cfg: Dict[str, Any]
+    command: str
+    dist: D.DistInfo
+    device: torch.device
+    log: Callable[..., None]
+    train_loader: Any = None
+    val_loader: Any = None
+    num_classes: int = 0
+    model: Optional[torch.nn.Module] = None
+    train_model: Optional[torch.nn.Module] = None  # the DDP wrapper, or the model itself
+    optimizer: Any = None
+    scheduler: Any = None
+    scaler: Any = None
+    ema: Any = None
+    mixup: Any = None
+    is_search: bool = False
+    n_params: int = 0
+    steps_per_epoch: int = 0
+    global_batch: int = 0
+    lr: float = 0.0
+    start_epoch: int = 0
+    start_batch: int = 0
+    global_step: int = 0
+    resumed_epoch_loss: Optional[torch.Tensor] = None  # (loss sum, batches) before the resume point
+    best: Dict[str, Any] = field(default_factory=lambda: {"acc1": -1.0, "epoch": -1})
+    out_dir: Optional[Path] = None
+    metrics: Optional[MetricsWriter] = None
+    last_eval: Dict[str, Any] = field(default_factory=dict)
+    stopped: bool = False
+    epochs_done: int = 0
+    t_start: float = 0.0
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
 
 
-def build_model(cfg: Dict[str, Any], num_classes: int, in_chans: int) -> torch.nn.Module:
-    m = cfg["model"]
-    kwargs = dict(m["kwargs"])
-    kwargs.update(num_classes=num_classes, img_size=cfg["data"]["img_size"], in_chans=in_chans,
-                  drop_path_rate=m["drop_path"])
-    directions = resolve_directions(m["directions"])
-    if directions is not None:
-        kwargs["directions"] = directions
-    model = _model_factory(m["name"])(**kwargs)
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model factory {m['name']!r} returned {type(model).__name__}, not an nn.Module")
-    if m["pretrained"]:
-        load_pretrained(model, m["pretrained"])
-    return model
+# ----------------------------------------------------------------------------- setup
 
-
-def load_pretrained(model: torch.nn.Module, path: str) -> None:
-    """Initialise from a checkpoint (ours, the release's, or safetensors); tensors whose
-    shapes differ (e.g. a classifier for another number of classes) are skipped."""
-    path = os.path.expanduser(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        sd = load_file(path)
-    else:
-        sd = extract_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    own = model.state_dict()
-    usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(k for k in sd if k in own and own[k].shape != sd[k].shape)
-    missing, unexpected = model.load_state_dict(usable, strict=False)
-    if D._active() and torch.distributed.get_rank() != 0:
-        return
-    print(f"[pretrained] loaded {len(usable)} tensors from {path}"
-          + (f"; skipped (shape mismatch): {', '.join(skipped)}" if skipped else "")
-          + (f"; not in checkpoint: {len(missing)}" if missing else ""), flush=True)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def autocast_context(device: torch.device, amp: str):
-    if amp == "none":
-        return contextlib.nullcontext()
-    if amp == "fp16" and device.type != "cuda":
+def setup(cfg: Dict[str, Any], command: str, resume: Optional[str], dist_info: D.DistInfo,
+          device: torch.device) -> Run:
+    """Builds the run; on resume, the run's own config and state from its checkpoint."""
+    if cfg["train"]["threads"]:
+        torch.set_num_threads(cfg["train"]["threads"])
+    if cfg["train"]["amp"] == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp=fp16 needs a CUDA device; on CPU use train.amp=bf16")
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device, amp: str = "none",
-             progress: bool = False, desc: str = "eval") -> Dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (%) over the loader, summed over all ranks."""
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top1, top5, count
-    it = loader
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
-    for x, y in it:
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        with autocast_context(device, amp):
-            logits = model(x)
-        logits = logits.float()
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        k = min(5, logits.shape[1])
-        topk = logits.topk(k, dim=1).indices
-        correct = topk.eq(y[:, None])
-        totals += torch.tensor([loss.item(), correct[:, 0].sum().item(), correct.any(dim=1).sum().item(), len(y)],
-                               dtype=torch.float64)
-    model.train(was_training)
-    t = D.all_reduce_sum(totals.to(device if device.type == "cuda" else "cpu")).cpu()
-    n = max(1.0, float(t[3]))
-    return {"loss": float(t[0]) / n, "acc1": 100.0 * float(t[1]) / n, "acc5": 100.0 * float(t[2]) / n, "count": int(t[3])}
-
-
-def _default_output_dir(cfg: Dict[str, Any], command: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = cfg["model"]["name"].replace(":", "_").replace("/", "_").replace(".", "_")
-    return Path("runs") / f"{command}-{name}-{cfg['data']['dataset']}-{stamp}"
-
-
-def _gather_rng_states() -> List[Dict[str, Any]]:
-    state = get_rng_state()
-    if not D._active():
-        return [state]
-    out: List[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(out, state)
-    return out
-
-
-# ----------------------------------------------------------------------------- training
-
-def run_training(cfg: Dict[str, Any], command: str = "train", resume: Optional[str] = None) -> Dict[str, Any]:
-    """Train (or, for a supernet, search) as configured. Returns the summary dict."""
-    dist_info, device = D.init_distributed(cfg["train"]["device"])
-    try:
-        return _run(cfg, command, resume, dist_info, device)
-    finally:
-        D.cleanup_distributed()
-
-
-def _run(cfg, command, resume, dist_info: D.DistInfo, device: torch.device) -> Dict[str, Any]:
-    t_cfg = cfg["train"]
-    is_main = dist_info.is_main
-    rank, world = dist_info.rank, dist_info.world_size
-    log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
-    if t_cfg["threads"]:
-        torch.set_num_threads(t_cfg["threads"])
-    if t_cfg["amp"] == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs a CUDA device; on CPU use train.amp=bf16")
-
     ckpt = None
     if resume:
-        ckpt = load_training_checkpoint(resume)
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(f"{resume!r} is not a localmamba training checkpoint (no resumable state); "
-                               "use model.pretrained to initialise from weights instead")
-        saved = ckpt["config"]
-        # the run continues with its own configuration, in its own directory; only logging,
-        # device, data location / workers and the stop step may change
-        saved["log"] = cfg["log"]
-        saved["output"]["dir"] = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
-        saved["train"]["stop_after_steps"] = cfg["train"]["stop_after_steps"]
-        saved["train"]["device"] = cfg["train"]["device"]
-        saved["data"]["workers"] = cfg["data"]["workers"]
-        saved["data"]["root"] = cfg["data"]["root"] or saved["data"]["root"]
-        cfg = saved
-        t_cfg = cfg["train"]
-
+        cfg, ckpt = _resume_config(cfg, resume)
+    elif dist_info.is_main:
+        check_output_dir(cfg["output"]["dir"], "--output")
+    log = (lambda *a: print(*a, flush=True)) if dist_info.is_main else (lambda *a: None)
+    run = Run(cfg=cfg, command=command, dist=dist_info, device=device, log=log)
     # directions file -> explicit lists, so the run's config is self-contained
     cfg["model"]["directions"] = resolve_directions(cfg["model"]["directions"])
+    torch.manual_seed(cfg["train"]["seed"])  # identical model init on every rank
+    _build_data(run)
+    _build_model(run)
+    _build_optimization(run)
+    if ckpt is not None:
+        _restore_state(run, ckpt)
+    else:
+        _seed_per_rank(cfg["train"]["seed"] + dist_info.rank)
+    run.train_model = run.model
+    if dist_info.distributed:
+        run.train_model = torch.nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[device.index] if device.type == "cuda" else None)
+    _open_output(run, ckpt)
+    _log_start(run, resume if ckpt is not None else None)
+    return run
 
-    seed = t_cfg["seed"]
-    torch.manual_seed(seed)  # identical model init on every rank
 
-    train_loader, val_loader, info = build_loaders(cfg, rank, world, device)
+def _resume_config(cfg: Dict[str, Any], resume: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The resumed run continues with its own configuration (log settings included), in its own
+    directory; only the device, data location / workers, progress bars and stop step may change."""
+    ckpt = load_training_checkpoint(resume)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"--resume {resume}: not a localmamba training checkpoint (no resumable state); "
+                          "use model.pretrained (--pretrained) to initialise from weights instead")
+    saved = ckpt["config"]
+    saved["log"]["progress"] = cfg["log"]["progress"]
+    saved["output"]["dir"] = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
+    saved["train"]["stop_after_steps"] = cfg["train"]["stop_after_steps"]
+    saved["train"]["device"] = cfg["train"]["device"]
+    saved["data"]["workers"] = cfg["data"]["workers"]
+    saved["data"]["root"] = cfg["data"]["root"] or saved["data"]["root"]
+    return saved, ckpt
+
+
+def _build_data(run: Run) -> None:
+    cfg = run.cfg
+    run.train_loader, run.val_loader, info = build_loaders(cfg, run.dist.rank, run.dist.world_size, run.device)
     num_classes = cfg["data"]["num_classes"] or info["num_classes"]
     in_chans = cfg["data"]["in_chans"] or info["in_chans"]
     if num_classes < info["num_classes"]:
@@ -236,277 +169,298 @@ def _run(cfg, command, resume, dist_info: D.DistInfo, device: torch.device) -> D
     if in_chans != info["in_chans"]:
         raise ConfigError(f"data.in_chans={in_chans} but the dataset's images have {info['in_chans']} channels")
     cfg["data"]["num_classes"], cfg["data"]["in_chans"] = num_classes, in_chans
+    run.num_classes = num_classes
+    run.steps_per_epoch = run.train_loader.sampler.batches_per_epoch
 
-    model = build_model(cfg, num_classes, in_chans).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    is_search = bool(get_alphas(model))
-    if command == "search" and not is_search:
+
+def _build_model(run: Run) -> None:
+    cfg = run.cfg
+    run.model = build_model(cfg, cfg["data"]["num_classes"], cfg["data"]["in_chans"]).to(run.device)
+    run.n_params = sum(p.numel() for p in run.model.parameters())
+    run.is_search = bool(get_alphas(run.model))
+    if run.command == "search" and not run.is_search:
         raise ConfigError(f"model {cfg['model']['name']!r} has no direction logits (parameters named "
                           "'*multi_scan.weights'): `localmamba search` needs a supernet such as "
                           "local_vim_tiny_search or local_vssm_tiny_search (and model.directions unset)")
 
-    steps_per_epoch = train_loader.sampler.batches_per_epoch
-    global_batch = t_cfg["batch_size"] * world
-    lr = cfg["optim"]["lr"]
+
+def _build_optimization(run: Run) -> None:
+    cfg, t_cfg = run.cfg, run.cfg["train"]
+    run.global_batch = t_cfg["batch_size"] * run.dist.world_size
+    run.lr = cfg["optim"]["lr"]
     if cfg["optim"]["lr_base_batch"]:
-        lr = lr * global_batch / cfg["optim"]["lr_base_batch"]
-    optimizer = build_optimizer(model, cfg, lr)
-    scheduler = build_scheduler(optimizer, cfg, lr, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=(t_cfg["amp"] == "fp16"))
-    ema = None
+        run.lr = run.lr * run.global_batch / cfg["optim"]["lr_base_batch"]
+    run.optimizer = build_optimizer(run.model, cfg, run.lr)
+    run.scheduler = build_scheduler(run.optimizer, cfg, run.lr, run.steps_per_epoch)
+    run.scaler = torch.amp.GradScaler("cuda", enabled=(t_cfg["amp"] == "fp16"))
     if t_cfg["ema"]:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t_cfg["ema_decay"]), use_buffers=True)
-    mixup = build_mixup(cfg, num_classes)
-    if mixup is not None and t_cfg["batch_size"] % 2:
+        run.ema = AveragedModel(run.model, multi_avg_fn=get_ema_multi_avg_fn(t_cfg["ema_decay"]), use_buffers=True)
+    run.mixup = build_mixup(cfg, run.num_classes)
+    if run.mixup is not None and t_cfg["batch_size"] % 2:
         raise ConfigError(f"mixup/cutmix need an even train.batch_size, got {t_cfg['batch_size']}")
 
-    start_epoch, start_batch, global_step = 0, 0, 0
-    best = {"acc1": -1.0, "epoch": -1}
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None and ckpt.get("ema_state") is not None:
-            ema.load_state_dict(ckpt["ema_state"])
-        start_epoch, start_batch, global_step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["global_step"]
-        if start_batch >= steps_per_epoch:
-            start_epoch, start_batch = start_epoch + 1, 0
-        best = ckpt.get("best", best)
-        rng = ckpt.get("rng")
-        if rng and len(rng) == world:
-            set_rng_state(rng[rank])
-        else:
-            log(f"[resume] checkpoint RNG states are for {len(rng) if rng else 0} processes, this run has {world}; "
-                "reseeding (the run continues, but not bit-identically)")
-            torch.manual_seed(seed + rank + 7919 * global_step)
+
+def _seed_per_rank(seed: int) -> None:
+    """Per-rank randomness (drop path, mixup) from here on."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _restore_state(run: Run, ckpt: Dict[str, Any]) -> None:
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    if run.ema is not None and ckpt.get("ema_state") is not None:
+        run.ema.load_state_dict(ckpt["ema_state"])
+    run.start_epoch, run.start_batch, run.global_step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["global_step"]
+    if run.start_batch >= run.steps_per_epoch:
+        run.start_epoch, run.start_batch = run.start_epoch + 1, 0
+    elif run.start_batch > 0:
+        run.resumed_epoch_loss = _rank_share(ckpt.get("epoch_loss"), run.dist.rank, run.dist.world_size)
+    run.best = ckpt.get("best", run.best)
+    rank, world = run.dist.rank, run.dist.world_size
+    rng = ckpt.get("rng")
+    if rng and len(rng) == world:
+        set_rng_state(rng[rank])
     else:
-        torch.manual_seed(seed + rank)  # per-rank randomness (drop path, mixup) from here on
-        import numpy as np
-        import random
+        run.log(f"[resume] checkpoint RNG states are for {len(rng) if rng else 0} processes, this run has {world}; "
+                "reseeding (the run continues, but not bit-identically)")
+        torch.manual_seed(run.cfg["train"]["seed"] + rank + 7919 * run.global_step)
 
-        np.random.seed((seed + rank) % 2**32)
-        random.seed(seed + rank)
 
-    train_model: torch.nn.Module = model
-    if dist_info.distributed:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+def _rank_share(per_rank: Optional[List[torch.Tensor]], rank: int, world: int) -> Optional[torch.Tensor]:
+    """This rank's part of the epoch's running loss sums saved by every rank: its own when the
+    world size is unchanged, else rank 0 carries the total (the epoch mean stays exact)."""
+    if not per_rank:
+        return None
+    if len(per_rank) == world:
+        return per_rank[rank].clone()
+    return torch.stack(per_rank).sum(0) if rank == 0 else torch.zeros(2, dtype=torch.float64)
 
-    # ---- output
-    out_dir: Optional[Path] = None
-    metrics: Optional[MetricsWriter] = None
-    if is_main:
-        if cfg["output"]["dir"]:
-            out_dir = Path(os.path.expanduser(cfg["output"]["dir"]))
-        else:
-            out_dir = _default_output_dir(cfg, command)
+
+def _open_output(run: Run, ckpt: Optional[Dict[str, Any]]) -> None:
+    cfg = run.cfg
+    if run.is_main:
+        out_dir = Path(os.path.expanduser(cfg["output"]["dir"])) if cfg["output"]["dir"] \
+            else default_output_dir(cfg, run.command)
         out_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None and (out_dir / "last.pt").exists():
-            raise RuntimeError(f"{out_dir} already holds a run (last.pt); pass --resume {out_dir} to continue it, "
-                               "or choose another --output")
+        if ckpt is None and (out_dir / "last.pt").exists():  # a default folder, or a race with another run
+            raise ConfigError(f"--output {out_dir}: already holds a run (last.pt); pass --resume {out_dir} "
+                              "to continue it, or choose another --output")
+        if ckpt is not None:
+            repair_best_files(out_dir, ckpt, cfg["output"]["safetensors"], weights_metadata(cfg))
         cfg["output"]["dir"] = str(out_dir)
         dump_config(cfg, out_dir / "config.yaml")
-        metrics = MetricsWriter(out_dir / "metrics.jsonl", truncate_after_step=global_step if ckpt else None)
+        run.out_dir = out_dir
+        run.metrics = MetricsWriter(out_dir / "metrics.jsonl", truncate_after_step=run.global_step if ckpt else None)
         if ckpt is None:
-            metrics.write({"event": "start", "step": 0, "command": command, "model": cfg["model"]["name"],
-                           "params": n_params, "world_size": world, "device": str(device),
-                           "global_batch": global_batch, "lr": lr, "steps_per_epoch": steps_per_epoch})
+            run.metrics.write({"event": "start", "step": 0, "command": run.command, "model": cfg["model"]["name"],
+                               "params": run.n_params, "world_size": run.dist.world_size, "device": str(run.device),
+                               "global_batch": run.global_batch, "lr": run.lr, "steps_per_epoch": run.steps_per_epoch})
     cfg["output"]["dir"] = D.broadcast_object(cfg["output"]["dir"])
 
-    log(f"[{command}] model {cfg['model']['name']} ({n_params / 1e6:.3f}M params"
-        f"{', search supernet' if is_search else ''}) | data {cfg['data']['dataset']} "
-        f"({len(train_loader.dataset)} train / {len(val_loader.dataset)} val, {num_classes} classes, "
-        f"{cfg['data']['img_size']}px) | {world} process(es) on {device} | global batch {global_batch}, "
-        f"lr {lr:.3g}, {cfg['sched']['epochs']} epochs x {steps_per_epoch} steps | output {cfg['output']['dir']}")
-    if ckpt is not None:
-        log(f"[resume] from {resume}: epoch {start_epoch}, batch {start_batch}, step {global_step}")
 
-    def save(epoch: int, batch_in_epoch: int, is_best: bool = False) -> None:
-        rng = _gather_rng_states()  # collective: every rank calls save()
-        if not is_main:
-            return
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "config": cfg,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "ema_state": ema.state_dict() if ema is not None else None,
-            "model_ema": ema.module.state_dict() if ema is not None else None,
-            "rng": rng,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "global_step": global_step,
-            "best": best,
-            "world_size": world,
-        }
-        atomic_torch_save(state, out_dir / "last.pt")
-        if is_best:
-            atomic_torch_save(state, out_dir / "best.pt")
-            if cfg["output"]["safetensors"]:
-                atomic_save_safetensors(model.state_dict(), out_dir / "model_best.safetensors",
-                                        {"epoch": str(epoch), "acc1": f"{best['acc1']:.4f}"})
+def default_output_dir(cfg: Dict[str, Any], command: str) -> Path:
+    """runs/<command>-<model>-<dataset>-<YYYYmmdd-HHMMSS>"""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = cfg["model"]["name"].replace(":", "_").replace("/", "_").replace(".", "_")
+    return Path("runs") / f"{command}-{name}-{cfg['data']['dataset']}-{stamp}"
 
-    progress = cfg["log"]["progress"] and is_main
-    interval = cfg["log"]["interval"]
-    amp = t_cfg["amp"]
-    clip = cfg["optim"]["clip_grad"]
+
+def _log_start(run: Run, resumed_from: Optional[str]) -> None:
+    cfg = run.cfg
+    run.log(f"[{run.command}] model {cfg['model']['name']} ({run.n_params / 1e6:.3f}M params"
+            f"{', search supernet' if run.is_search else ''}) | data {cfg['data']['dataset']} "
+            f"({len(run.train_loader.dataset)} train / {len(run.val_loader.dataset)} val, {run.num_classes} classes, "
+            f"{cfg['data']['img_size']}px) | {run.dist.world_size} process(es) on {run.device} | global batch "
+            f"{run.global_batch}, lr {run.lr:.3g}, {cfg['sched']['epochs']} epochs x {run.steps_per_epoch} steps | "
+            f"output {cfg['output']['dir']}")
+    if resumed_from is not None:
+        run.log(f"[resume] from {resumed_from}: epoch {run.start_epoch}, batch {run.start_batch}, "
+                f"step {run.global_step}")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _gather_per_rank(value: Any) -> List[Any]:
+    if not D._active():
+        return [value]
+    out: List[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, value)
+    return out
+
+
+def save_checkpoint(run: Run, epoch: int, batch_in_epoch: int, is_best: bool = False,
+                    epoch_loss: Optional[torch.Tensor] = None) -> None:
+    """last.pt (and best.pt / model_best.safetensors). Collective: every rank calls it."""
+    rng = _gather_per_rank(get_rng_state())
+    losses = _gather_per_rank(epoch_loss) if epoch_loss is not None else None
+    if not run.is_main:
+        return
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": run.cfg,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        "ema_state": run.ema.state_dict() if run.ema is not None else None,
+        "model_ema": run.ema.module.state_dict() if run.ema is not None else None,
+        "rng": rng,
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "global_step": run.global_step,
+        "epoch_loss": losses,  # per rank (loss sum, batches) so far in a partly done epoch
+        "best": run.best,
+        "world_size": run.dist.world_size,
+    }
+    atomic_torch_save(state, run.out_dir / "last.pt")
+    if is_best:
+        atomic_torch_save(state, run.out_dir / "best.pt")
+        if run.cfg["output"]["safetensors"]:
+            atomic_save_safetensors(run.model.state_dict(), run.out_dir / "model_best.safetensors",
+                                    weights_metadata(run.cfg, epoch=epoch, acc1=run.best["acc1"]))
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+def _train_step(run: Run, x: torch.Tensor, y: torch.Tensor, epoch: int) -> Tuple[torch.Tensor, Optional[float]]:
+    """Forward, backward, optimizer / schedule / EMA step. Returns the loss and the grad norm."""
+    x = x.to(run.device, non_blocking=True)
+    y = y.to(run.device, non_blocking=True)
+    target = y
+    if run.mixup is not None:
+        x, target = run.mixup(x, y)
+    with autocast_context(run.device, run.cfg["train"]["amp"]):
+        logits = run.train_model(x)
+    logits = logits.float()
+    if run.mixup is not None:
+        loss = F.cross_entropy(logits, target)  # soft targets (smoothing inside mixup)
+    else:
+        loss = F.cross_entropy(logits, target, label_smoothing=run.cfg["aug"]["smoothing"])
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {run.global_step} "
+                                 "(lower optim.lr, enable optim.clip_grad, or use train.amp=none)")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    grad_norm = None
+    clip = run.cfg["optim"]["clip_grad"]
+    if clip:
+        run.scaler.unscale_(run.optimizer)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip))
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    run.global_step += 1
+    return loss, grad_norm
+
+
+def _log_step(run: Run, epoch: int, loss: torch.Tensor, grad_norm: Optional[float], bar) -> None:
+    step_loss = float(D.all_reduce_sum(loss.detach().double().reshape(1)).item()) / run.dist.world_size
+    lr = run.optimizer.param_groups[0]["lr"]
+    if run.metrics is not None:
+        rec = {"event": "step", "epoch": epoch, "step": run.global_step, "loss": step_loss, "lr": lr,
+               "time": round(time.time() - run.t_start, 3)}
+        if grad_norm is not None:
+            rec["grad_norm"] = grad_norm
+        run.metrics.write(rec)
+    if bar is not None:
+        bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+
+
+def train_one_epoch(run: Run, epoch: int) -> Tuple[torch.Tensor, bool]:
+    """The epoch's optimizer steps (from the resume point when resuming into it). Returns this
+    rank's (loss sum, batches) over the whole epoch and whether the epoch ran to its end."""
+    resuming = epoch == run.start_epoch and run.start_batch > 0
+    first_batch = run.start_batch if resuming else 0
+    set_train_epoch(run.train_loader, epoch, first_batch)
+    loss_sum = torch.zeros(2, dtype=torch.float64)  # sum of batch losses, batches
+    if resuming and run.resumed_epoch_loss is not None:
+        loss_sum += run.resumed_epoch_loss
+    it = bar = None
+    if run.cfg["log"]["progress"] and run.is_main:
+        from tqdm import tqdm
+
+        it = bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{run.cfg['sched']['epochs']}", initial=first_batch,
+                        total=run.steps_per_epoch, leave=False, dynamic_ncols=True, file=sys.stderr)
+    stop_at, ckpt_every = run.cfg["train"]["stop_after_steps"], run.cfg["train"]["checkpoint_every_steps"]
+    batch_in_epoch = first_batch
+    for x, y in it if it is not None else run.train_loader:
+        loss, grad_norm = _train_step(run, x, y, epoch)
+        batch_in_epoch += 1
+        loss_sum += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
+        if run.global_step % run.cfg["log"]["interval"] == 0 or batch_in_epoch == run.steps_per_epoch:
+            _log_step(run, epoch, loss, grad_norm, bar)
+        stop_now = stop_at is not None and run.global_step >= stop_at
+        mid_epoch = batch_in_epoch < run.steps_per_epoch
+        if mid_epoch and (stop_now or (ckpt_every and run.global_step % ckpt_every == 0)):
+            save_checkpoint(run, epoch, batch_in_epoch, epoch_loss=loss_sum)
+        if stop_now:
+            run.stopped = True
+            break
+    if bar is not None:
+        bar.close()
+    return loss_sum, batch_in_epoch >= run.steps_per_epoch
+
+
+# ----------------------------------------------------------------------------- end of epoch
+
+def _validate(run: Run, record: Dict[str, Any], epoch: int) -> bool:
+    """Validation (and EMA validation) into `record`; returns whether this is the best epoch."""
+    amp, progress = run.cfg["train"]["amp"], run.cfg["log"]["progress"] and run.is_main
+    ev = evaluate(run.model, run.val_loader, run.device, amp, progress, "val")
+    record.update(val_loss=ev["loss"], val_acc1=ev["acc1"], val_acc5=ev["acc5"])
+    score = ev["acc1"]
+    if run.ema is not None:
+        ev_ema = evaluate(run.ema.module, run.val_loader, run.device, amp, progress, "val (EMA)")
+        record.update(ema_loss=ev_ema["loss"], ema_acc1=ev_ema["acc1"], ema_acc5=ev_ema["acc5"])
+        score = ev_ema["acc1"]
+    run.last_eval = record
+    if score > run.best["acc1"]:
+        run.best = {"acc1": score, "epoch": epoch + 1}
+        return True
+    return False
+
+
+def end_epoch(run: Run, epoch: int, loss_sum: torch.Tensor, epoch_time: float) -> None:
+    """Epoch record (train loss over the whole epoch, validation, α for a search), checkpoint, plots."""
+    cfg = run.cfg
     epochs = cfg["sched"]["epochs"]
-    stop_at = t_cfg["stop_after_steps"]
-    ckpt_every = t_cfg["checkpoint_every_steps"]
-    last_eval: Dict[str, Any] = {}
-    stopped = False
-    epochs_done = start_epoch
-    t_start = time.time()
-    train_model.train()
-
-    for epoch in range(start_epoch, epochs):
-        first_batch = start_batch if epoch == start_epoch else 0
-        set_train_epoch(train_loader, epoch, first_batch)
-        loss_sum = torch.zeros(2, dtype=torch.float64)  # sum of batch losses, batches
-        it = train_loader
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", initial=first_batch, total=steps_per_epoch,
-                       leave=False, dynamic_ncols=True, file=sys.stderr)
-            it = bar
-        t_epoch = time.time()
-        batch_in_epoch = first_batch
-        for x, y in it:
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            if mixup is not None:
-                x, target = mixup(x, y)
-            else:
-                target = y
-            with autocast_context(device, amp):
-                logits = train_model(x)
-            logits = logits.float()
-            if mixup is not None:
-                loss = F.cross_entropy(logits, target)  # soft targets (smoothing inside mixup)
-            else:
-                loss = F.cross_entropy(logits, target, label_smoothing=cfg["aug"]["smoothing"])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {global_step} "
-                                         "(lower optim.lr, enable optim.clip_grad, or use train.amp=none)")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            grad_norm = None
-            if clip:
-                scaler.unscale_(optimizer)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            global_step += 1
-            batch_in_epoch += 1
-            loss_sum += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
-
-            if global_step % interval == 0 or batch_in_epoch == steps_per_epoch:
-                step_loss = float(D.all_reduce_sum(loss.detach().double().reshape(1)).item()) / world
-                if metrics is not None:
-                    rec = {"event": "step", "epoch": epoch, "step": global_step, "loss": step_loss,
-                           "lr": optimizer.param_groups[0]["lr"], "time": round(time.time() - t_start, 3)}
-                    if grad_norm is not None:
-                        rec["grad_norm"] = grad_norm
-                    metrics.write(rec)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            stop_now = stop_at is not None and global_step >= stop_at
-            if (ckpt_every and global_step % ckpt_every == 0 and batch_in_epoch < steps_per_epoch) or \
-                    (stop_now and batch_in_epoch < steps_per_epoch):
-                save(epoch, batch_in_epoch)
-            if stop_now:
-                stopped = True
-                break
-        if bar is not None:
-            bar.close()
-        if stopped and batch_in_epoch < steps_per_epoch:
-            break
-
-        # ---- end of epoch
-        totals = D.all_reduce_sum(loss_sum)
-        train_loss = float(totals[0] / max(1.0, float(totals[1])))
-        record: Dict[str, Any] = {"event": "epoch", "epoch": epoch + 1, "step": global_step, "train_loss": train_loss,
-                                  "lr": optimizer.param_groups[0]["lr"], "epoch_time": round(time.time() - t_epoch, 3)}
-        is_best = False
-        if (epoch + 1) % t_cfg["eval_every"] == 0 or epoch + 1 == epochs:
-            ev = evaluate(model, val_loader, device, amp, progress, "val")
-            record.update(val_loss=ev["loss"], val_acc1=ev["acc1"], val_acc5=ev["acc5"])
-            score = ev["acc1"]
-            if ema is not None:
-                ev_ema = evaluate(ema.module, val_loader, device, amp, progress, "val (EMA)")
-                record.update(ema_loss=ev_ema["loss"], ema_acc1=ev_ema["acc1"], ema_acc5=ev_ema["acc5"])
-                score = ev_ema["acc1"]
-            if score > best["acc1"]:
-                best = {"acc1": score, "epoch": epoch + 1}
-                is_best = True
-            last_eval = record
-        if is_search:
-            alphas = get_alphas(model)
-            probs = alpha_probabilities(alphas)
-            record["alpha"] = [[round(float(v), 6) for v in a.tolist()] for a in alphas.values()]
-            record["alpha_prob"] = [[round(float(v), 6) for v in row] for row in probs.tolist()]
-        log(_epoch_line(record, epochs, ema is not None))
-        if is_main:
-            metrics.write(record)  # before the checkpoint: a resume drops records newer than it
-        save(epoch + 1, 0, is_best)
-        epochs_done = epoch + 1
-        if is_main:
-            if cfg["output"]["plots"]:
-                plot_curves(read_metrics(out_dir / "metrics.jsonl"), out_dir / "curves.png",
-                            f"{cfg['model']['name']} on {cfg['data']['dataset']}")
-                if is_search:
-                    plot_alpha_heatmap(probs, out_dir / "alpha_heatmap.png",
-                                       f"{cfg['model']['name']}: softmax(α), epoch {epoch + 1}",
-                                       top_k=cfg["search"]["top_k"])
-        if stopped:
-            break
-
-    summary: Dict[str, Any] = {"command": command, "model": cfg["model"]["name"], "output_dir": cfg["output"]["dir"],
-                               "stopped_early": stopped, "global_step": global_step,
-                               "epochs_done": epochs_done,
-                               "train_time_s": round(time.time() - t_start, 3), "best": best}
-    for k in ("val_loss", "val_acc1", "val_acc5", "ema_acc1", "ema_acc5"):
-        if k in last_eval:
-            summary[k] = last_eval[k]
-    if is_main:
-        if not stopped:
-            if cfg["output"]["safetensors"]:
-                atomic_save_safetensors(model.state_dict(), out_dir / "model.safetensors")
-                if ema is not None:
-                    atomic_save_safetensors(ema.module.state_dict(), out_dir / "model_ema.safetensors")
-            if is_search:
-                record = directions_record(get_alphas(model), cfg["search"]["top_k"], str(out_dir / "last.pt"),
-                                           cfg["model"]["name"])
-                write_directions(record, out_dir / "directions.json")
-                summary["directions_file"] = str(out_dir / "directions.json")
-        metrics.write({"event": "end", "step": global_step, **{k: v for k, v in summary.items() if k != "best"},
-                       "best_acc1": best["acc1"], "best_epoch": best["epoch"]})
-        metrics.close()
-        atomic_write_bytes(out_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-        if stopped:
-            log(f"[{command}] stopped after step {global_step} as requested (train.stop_after_steps); "
-                f"continue with: localmamba {command} --resume {out_dir}")
-        elif last_eval:
-            acc = f"final validation accuracy: top-1 {last_eval['val_acc1']:.2f}%, top-5 {last_eval['val_acc5']:.2f}%"
-            if "ema_acc1" in last_eval:
-                acc += f" (EMA top-1 {last_eval['ema_acc1']:.2f}%)"
-            log(f"[{command}] {acc} | best top-1 {best['acc1']:.2f}% at epoch {best['epoch']} | "
-                f"{summary['train_time_s']:.1f}s | outputs in {out_dir}")
-            if is_search:
-                log(f"[{command}] searched directions written to {summary['directions_file']} "
-                    f"(train with --directions {summary['directions_file']})")
-    return summary
+    totals = D.all_reduce_sum(loss_sum)
+    record: Dict[str, Any] = {"event": "epoch", "epoch": epoch + 1, "step": run.global_step,
+                              "train_loss": float(totals[0] / max(1.0, float(totals[1]))),
+                              "lr": run.optimizer.param_groups[0]["lr"], "epoch_time": round(epoch_time, 3)}
+    is_best = False
+    if (epoch + 1) % cfg["train"]["eval_every"] == 0 or epoch + 1 == epochs:
+        is_best = _validate(run, record, epoch)
+    probs = None
+    if run.is_search:
+        alphas = get_alphas(run.model)
+        probs = alpha_probabilities(alphas)
+        record["alpha"] = [[round(float(v), 6) for v in a.tolist()] for a in alphas.values()]
+        record["alpha_prob"] = [[round(float(v), 6) for v in row] for row in probs.tolist()]
+    run.log(_epoch_line(record, epochs, run.ema is not None))
+    if run.is_main:
+        run.metrics.write(record)  # before the checkpoint: a resume drops records newer than it
+    save_checkpoint(run, epoch + 1, 0, is_best)
+    run.epochs_done = epoch + 1
+    if run.is_main and cfg["output"]["plots"]:
+        title = f"{cfg['model']['name']} on {cfg['data']['dataset']}"
+        plot_curves(read_metrics(run.out_dir / "metrics.jsonl"), run.out_dir / "curves.png", title)
+        if probs is not None:
+            plot_alpha_heatmap(probs, run.out_dir / "alpha_heatmap.png",
+                               f"{cfg['model']['name']}: softmax(α), epoch {epoch + 1}", top_k=cfg["search"]["top_k"])
 
 
 def _epoch_line(r: Dict[str, Any], epochs: int, has_ema: bool) -> str:
@@ -519,68 +473,79 @@ def _epoch_line(r: Dict[str, Any], epochs: int, has_ema: bool) -> str:
     return s
 
 
-# ----------------------------------------------------------------------------- evaluation
+# ----------------------------------------------------------------------------- finish
 
-def run_evaluation(cfg: Dict[str, Any], checkpoint: str, ema: bool = False, user_config: bool = False,
-                   args=None) -> Dict[str, Any]:
-    """Evaluate a checkpoint on cfg's validation split. A localmamba training checkpoint
-    supplies its own model and data config; flags given on the command line (`args`) still
-    override it."""
-    from ..data import build_datasets
-    from ..data.loaders import build_eval_loader
-    from .config import apply_overrides, validate_config
+def finalize(run: Run) -> Dict[str, Any]:
+    """Final weights, directions file (search), end record and summary.json. Returns the summary."""
+    cfg, best = run.cfg, run.best
+    summary: Dict[str, Any] = {"command": run.command, "model": cfg["model"]["name"], "output_dir": cfg["output"]["dir"],
+                               "stopped_early": run.stopped, "global_step": run.global_step,
+                               "epochs_done": run.epochs_done, "train_time_s": round(time.time() - run.t_start, 3),
+                               "best": best}
+    for k in ("val_loss", "val_acc1", "val_acc5", "ema_acc1", "ema_acc5"):
+        if k in run.last_eval:
+            summary[k] = run.last_eval[k]
+    if not run.is_main:
+        return summary
+    out_dir = run.out_dir
+    if not run.stopped:
+        _write_final_weights(run, summary)
+    run.metrics.write({"event": "end", "step": run.global_step, **{k: v for k, v in summary.items() if k != "best"},
+                       "best_acc1": best["acc1"], "best_epoch": best["epoch"]})
+    run.metrics.close()
+    atomic_write_bytes(out_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    _log_end(run, summary)
+    return summary
 
-    obj = None
-    if not checkpoint.endswith(".safetensors"):
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and not user_config:
-        saved = obj["config"]
-        saved["data"]["limit_train"] = None
-        # re-apply only what the user set explicitly
-        explicit = []
-        if args is not None:
-            from .cli_common import explicit_overrides
 
-            explicit = explicit_overrides(args)
-        cfg = validate_config(apply_overrides(saved, explicit))
-    if args is not None and args.print_config:
-        import yaml
+def _write_final_weights(run: Run, summary: Dict[str, Any]) -> None:
+    cfg, out_dir = run.cfg, run.out_dir
+    if cfg["output"]["safetensors"]:
+        meta = weights_metadata(cfg, epoch=run.epochs_done)
+        atomic_save_safetensors(run.model.state_dict(), out_dir / "model.safetensors", meta)
+        if run.ema is not None:
+            atomic_save_safetensors(run.ema.module.state_dict(), out_dir / "model_ema.safetensors", meta)
+    if run.is_search:
+        record = directions_record(get_alphas(run.model), cfg["search"]["top_k"], str(out_dir / "last.pt"),
+                                   cfg["model"]["name"])
+        write_directions(record, out_dir / "directions.json")
+        summary["directions_file"] = str(out_dir / "directions.json")
 
-        print(yaml.safe_dump(cfg, sort_keys=False), end="")
-        return {}
 
+def _log_end(run: Run, summary: Dict[str, Any]) -> None:
+    command, out_dir, last, best = run.command, run.out_dir, run.last_eval, run.best
+    if run.stopped:
+        run.log(f"[{command}] stopped after step {run.global_step} as requested (train.stop_after_steps); "
+                f"continue with: localmamba {command} --resume {out_dir}")
+    elif last:
+        acc = f"final validation accuracy: top-1 {last['val_acc1']:.2f}%, top-5 {last['val_acc5']:.2f}%"
+        if "ema_acc1" in last:
+            acc += f" (EMA top-1 {last['ema_acc1']:.2f}%)"
+        run.log(f"[{command}] {acc} | best top-1 {best['acc1']:.2f}% at epoch {best['epoch']} | "
+                f"{summary['train_time_s']:.1f}s | outputs in {out_dir}")
+        if run.is_search:
+            run.log(f"[{command}] searched directions written to {summary['directions_file']} "
+                    f"(train with --directions {summary['directions_file']})")
+
+
+# ----------------------------------------------------------------------------- driver
+
+def run_training(cfg: Dict[str, Any], command: str = "train", resume: Optional[str] = None) -> Dict[str, Any]:
+    """Train (or, for a supernet, search) as configured. Returns the summary dict."""
     dist_info, device = D.init_distributed(cfg["train"]["device"])
     try:
-        if cfg["train"]["threads"]:
-            torch.set_num_threads(cfg["train"]["threads"])
-        _, val, info = build_datasets(cfg)
-        loader = build_eval_loader(cfg, val, info, dist_info.rank, dist_info.world_size, device)
-        num_classes = cfg["data"]["num_classes"] or info["num_classes"]
-        in_chans = cfg["data"]["in_chans"] or info["in_chans"]
-        cfg["model"]["pretrained"] = None
-        model = build_model(cfg, num_classes, in_chans)
-        if checkpoint.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            sd = load_file(checkpoint)
-        else:
-            if ema and not (isinstance(obj, dict) and isinstance(obj.get("model_ema"), dict)):
-                raise ConfigError(f"--ema: {checkpoint} holds no EMA weights (train with train.ema=true)")
-            sd = extract_state_dict(obj, prefer_ema=ema)
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            loader_fn = None
-            try:
-                from ..models import load_checkpoint as loader_fn  # official-release converter, if any
-            except ImportError:
-                pass
-            if loader_fn is None:
-                raise
-            loader_fn(model, checkpoint)
-        model.to(device)
-        metrics = evaluate(model, loader, device, cfg["train"]["amp"], cfg["log"]["progress"] and dist_info.is_main)
+        run = setup(cfg, command, resume, dist_info, device)
+        run.epochs_done = run.start_epoch
+        run.t_start = time.time()
+        run.train_model.train()
+        for epoch in range(run.start_epoch, run.cfg["sched"]["epochs"]):
+            t_epoch = time.time()
+            loss_sum, completed = train_one_epoch(run, epoch)
+            if not completed:
+                break
+            end_epoch(run, epoch, loss_sum, time.time() - t_epoch)
+            if run.stopped:
+                break
+        return finalize(run)
     finally:
         D.cleanup_distributed()
-    metrics.update(checkpoint=checkpoint, model=cfg["model"]["name"], dataset=cfg["data"]["dataset"], ema=ema)
-    return metrics

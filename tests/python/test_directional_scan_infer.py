@@ -130,3 +130,17 @@ def test_opcheck():
     args = (i["u"], i["delta"], i["dt_proj_weight"], i["A"], i["B"], i["C"], i["D"], i["z"], i["delta_bias"],
             i["weights"], index, 15, True, False)
     torch.library.opcheck(_infer_op, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_ss2d_inference_path_matches_the_training_path():
+    """SS2D under no_grad (channels-last scan, one x_proj GEMM) gives the differentiable path's output."""
+    from localmamba.nn.mixers import SS2D
+
+    torch.manual_seed(0)
+    mixer = SS2D(13, ("h", "w2_flip", "v"), d_state=5).eval()
+    x = torch.randn(2, 5, 7, 13)
+    y_train = mixer(x)  # grad enabled: the differentiable op
+    with torch.no_grad():
+        assert mixer._channels_last_scan(x)
+        y_infer = mixer(x)
+    assert_close(y_infer, y_train.detach(), torch.float32, "SS2D")

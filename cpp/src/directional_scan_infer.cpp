@@ -1,7 +1,6 @@
 // Argument validation and the CPU entry point of the forward-only channels-last directional
 // scan, dispatched to the SIMD level the selective scan picked.
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -9,18 +8,9 @@
 #include "localmamba/directional_scan.h"
 #include "localmamba/directional_scan_infer.h"
 #include "localmamba/selective_scan.h"
+#include "scan_cpu_dispatch.h"
 
 namespace localmamba {
-
-namespace ss_baseline {
-void dir_infer(const DirectionalScanInferParams& p);
-}
-namespace ss_avx2 {
-void dir_infer(const DirectionalScanInferParams& p);
-}
-namespace ss_avx512 {
-void dir_infer(const DirectionalScanInferParams& p);
-}
 
 namespace {
 
@@ -77,14 +67,7 @@ void check_directional_scan_infer_params(const DirectionalScanInferParams& p) {
 void directional_scan_infer_cpu(const DirectionalScanInferParams& p) {
   check_directional_scan_infer_params(p);
   if (p.batch == 0 || p.dim == 0) return;
-  const char* isa = selective_scan_cpu_isa();
-  if (std::strcmp(isa, "avx512f") == 0) {
-    ss_avx512::dir_infer(p);
-  } else if (std::strcmp(isa, "avx2+fma") == 0) {
-    ss_avx2::dir_infer(p);
-  } else {
-    ss_baseline::dir_infer(p);
-  }
+  scan_cpu_kernels().dir_infer(p);
 }
 
 }  // namespace localmamba

@@ -10,7 +10,9 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
+#include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace localmamba {
@@ -27,50 +29,65 @@ int default_num_threads() {
 
 thread_local bool tls_inside_parallel_region = false;
 
+// Protocol: run() publishes a job (task, task count, generation) under `mutex_`. A worker joins
+// the job only while it is published and only once per generation, registering itself in
+// `active_workers_` under the same lock; it reads the job's fields into locals when it joins.
+// When the caller has drained the task counter it unpublishes the job (no further joins) and
+// waits until every worker that joined has left. Workers that never woke up for a job simply
+// miss it: the caller and the others have done its tasks. So no count depends on how many
+// workers exist or when they were started, and resize() (which holds `run_mutex_`, like run())
+// can replace the workers between jobs without any of them seeing a stale job.
 class ThreadPool {
  public:
   explicit ThreadPool(int num_threads) { resize(num_threads); }
   ~ThreadPool() { stop_workers(); }
 
-  int num_threads() const { return num_threads_; }
+  int num_threads() const { return num_threads_.load(); }
 
   void resize(int num_threads) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);
     stop_workers();
-    num_threads_ = std::max(1, num_threads);
-    stopping_ = false;
-    for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+    num_threads_.store(std::max(1, num_threads));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = false;
+    }
+    for (int i = 1; i < num_threads_.load(); ++i) workers_.emplace_back([this] { worker_loop(); });
   }
 
   // Runs task(i) for i in [0, num_tasks) using the caller and the workers.
   void run(int64_t num_tasks, const std::function<void(int64_t)>& task) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);
+    const Job job{&task, num_tasks};
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      task_ = &task;
-      num_tasks_ = num_tasks;
+      job_ = job;
       next_task_.store(0);
-      pending_workers_ = static_cast<int>(workers_.size());
       error_ = nullptr;
       ++generation_;
     }
     wake_.notify_all();
-    drain();
+    drain(job);
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_workers_ == 0; });
-    task_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    job_ = Job{};
+    done_.wait(lock, [this] { return active_workers_ == 0; });
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
-  void drain() {
+  struct Job {
+    const std::function<void(int64_t)>* task = nullptr;
+    int64_t num_tasks = 0;
+  };
+
+  void drain(const Job& job) {
     const bool was_inside = tls_inside_parallel_region;
     tls_inside_parallel_region = true;
     for (;;) {
       const int64_t i = next_task_.fetch_add(1);
-      if (i >= num_tasks_) break;
+      if (i >= job.num_tasks) break;
       try {
-        (*task_)(i);
+        (*job.task)(i);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!error_) error_ = std::current_exception();
@@ -80,18 +97,21 @@ class ThreadPool {
   }
 
   void worker_loop() {
-    uint64_t seen_generation = 0;
+    uint64_t joined_generation = 0;
     for (;;) {
+      Job job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
+        wake_.wait(lock, [&] { return stopping_ || (job_.task != nullptr && generation_ != joined_generation); });
         if (stopping_) return;
-        seen_generation = generation_;
+        joined_generation = generation_;
+        job = job_;
+        ++active_workers_;
       }
-      drain();
+      drain(job);
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        --pending_workers_;
+        --active_workers_;
       }
       done_.notify_all();
     }
@@ -107,16 +127,15 @@ class ThreadPool {
     workers_.clear();
   }
 
-  int num_threads_ = 1;
+  std::atomic<int> num_threads_{1};
   std::vector<std::thread> workers_;
-  std::mutex run_mutex_;
-  std::mutex mutex_;
+  std::mutex run_mutex_;  // one job or resize at a time
+  std::mutex mutex_;      // guards everything below except next_task_
   std::condition_variable wake_;
   std::condition_variable done_;
-  const std::function<void(int64_t)>* task_ = nullptr;
-  int64_t num_tasks_ = 0;
+  Job job_;  // the published job; empty while none is open to workers
   std::atomic<int64_t> next_task_{0};
-  int pending_workers_ = 0;
+  int active_workers_ = 0;
   uint64_t generation_ = 0;
   bool stopping_ = false;
   std::exception_ptr error_;
@@ -157,6 +176,10 @@ ThreadPool& pool() {
 int get_num_threads() { return pool().num_threads(); }
 
 void set_num_threads(int num_threads) {
+  // From inside a job the resize would wait for that job (and join the calling worker) forever.
+  if (tls_inside_parallel_region) {
+    throw std::logic_error("set_num_threads cannot be called from inside parallel_for");
+  }
   g_requested_threads.store(num_threads > 0 ? num_threads : 0);
   if (num_threads < 1) num_threads = default_num_threads();
   if (num_threads != pool().num_threads()) pool().resize(num_threads);

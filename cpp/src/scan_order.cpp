@@ -18,6 +18,26 @@ void check_grid(int64_t height, int64_t width) {
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
+// Throws before anything is allocated when the padded grid exceeds kMaxScanLength tokens. Each
+// padded side is checked on its own first, so the product below cannot overflow.
+void check_padded_grid(const ScanDirection& direction, int64_t height, int64_t width, int64_t padded_height,
+                       int64_t padded_width) {
+  const bool too_long = padded_height > kMaxScanLength || padded_width > kMaxScanLength ||
+                        padded_height * padded_width > kMaxScanLength;
+  if (!too_long) return;
+  std::string implied = padded_height > kMaxScanLength || padded_width > kMaxScanLength
+                            ? "more than " + std::to_string(kMaxScanLength)
+                            : std::to_string(padded_height * padded_width);
+  std::string message = "scan direction '" + direction.name() + "' on an H=" + std::to_string(height) +
+                        " x W=" + std::to_string(width) + " grid implies a sequence of " + implied +
+                        " tokens; the limit is " + std::to_string(kMaxScanLength) + " tokens per sequence";
+  if (direction.kind == ScanKind::kWindow || direction.kind == ScanKind::kWindowColumnFirst) {
+    message += " (the grid is padded to multiples of the window, and a window larger than the grid pads it to "
+               "one K x K window, so K may be at most " + std::to_string(kMaxScanWindow) + ")";
+  }
+  throw std::invalid_argument(message);
+}
+
 }  // namespace
 
 std::string ScanDirection::name() const {
@@ -72,14 +92,16 @@ ScanDirection parse_direction(const std::string& name) {
 
 int64_t scan_length(const ScanDirection& direction, int64_t height, int64_t width) {
   check_grid(height, width);
-  switch (direction.kind) {
-    case ScanKind::kRowMajor:
-    case ScanKind::kColumnMajor: return height * width;
-    case ScanKind::kWindow:
-    case ScanKind::kWindowColumnFirst:
-      return round_up(height, direction.window) * round_up(width, direction.window);
+  const bool windowed = direction.kind == ScanKind::kWindow || direction.kind == ScanKind::kWindowColumnFirst;
+  if (windowed && direction.window < 1) {
+    throw std::invalid_argument("scan direction window size must be >= 1, got " + std::to_string(direction.window));
   }
-  return 0;
+  // A window above the limit is rejected before rounding up, which could overflow.
+  const int64_t window = windowed ? std::min(direction.window, kMaxScanLength + 1) : 1;
+  const int64_t padded_height = windowed ? round_up(std::min(height, kMaxScanLength + 1), window) : height;
+  const int64_t padded_width = windowed ? round_up(std::min(width, kMaxScanLength + 1), window) : width;
+  check_padded_grid(direction, height, width, padded_height, padded_width);
+  return padded_height * padded_width;
 }
 
 std::vector<int64_t> scan_order(const ScanDirection& direction, int64_t height, int64_t width) {
@@ -126,10 +148,10 @@ ScanIndexMaps build_scan_index_maps(const std::vector<ScanDirection>& directions
   if (directions.empty()) throw std::invalid_argument("directions must not be empty");
   ScanIndexMaps maps;
   maps.num_directions = static_cast<int64_t>(directions.size());
-  maps.num_tokens = height * width;
   for (const auto& direction : directions) {
     maps.max_length = std::max(maps.max_length, scan_length(direction, height, width));
   }
+  maps.num_tokens = height * width;  // <= max_length, so within the limit checked above
   maps.forward.assign(static_cast<size_t>(maps.num_directions * maps.max_length), -1);
   maps.inverse.assign(static_cast<size_t>(maps.num_directions * maps.num_tokens), -1);
   for (int64_t k = 0; k < maps.num_directions; ++k) {

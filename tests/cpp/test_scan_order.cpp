@@ -108,3 +108,30 @@ TEST(ScanIndexMaps, ForwardAndInverseAgreeAndPadToLongest) {
   }
   for (int64_t t = 9; t < 16; ++t) EXPECT_EQ(maps.forward[static_cast<size_t>(t)], -1);  // h padded at the end
 }
+
+// Oversized grids and windows are rejected by their implied length before anything is
+// allocated, including sizes whose padded product would overflow int64.
+TEST(ScanOrder, LengthLimitIsCheckedBeforeAllocating) {
+  using localmamba::kMaxScanLength;
+  using localmamba::kMaxScanWindow;
+  EXPECT_EQ(scan_length(parse_direction("h"), 4096, 4096), kMaxScanLength);
+  EXPECT_EQ(scan_length(parse_direction("w4096"), 1, 1), kMaxScanLength);
+  EXPECT_EQ(scan_length(parse_direction("w4_col_flip"), 4093, 4095), kMaxScanLength);  // padded to 4096 x 4096
+  EXPECT_THROW(scan_length(parse_direction("h"), 4096, 4097), std::invalid_argument);
+  EXPECT_THROW(scan_length(parse_direction("v"), int64_t{1} << 40, int64_t{1} << 40), std::invalid_argument);
+  EXPECT_THROW(scan_length(parse_direction("w4097"), 1, 1), std::invalid_argument);
+  EXPECT_THROW(scan_length(parse_direction("w999999999"), 1, 1), std::invalid_argument);
+  EXPECT_THROW(scan_order(parse_direction("w50000"), 2, 2), std::invalid_argument);
+  EXPECT_THROW(build_scan_index_maps({parse_direction("h"), parse_direction("w5000")}, 2, 2), std::invalid_argument);
+  EXPECT_THROW(scan_order(parse_direction("h"), 1000000, 1000000), std::invalid_argument);
+  try {
+    scan_length(parse_direction("w50000"), 2, 2);
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("'w50000'"), std::string::npos) << message;
+    EXPECT_NE(message.find("2500000000"), std::string::npos) << message;
+    EXPECT_NE(message.find(std::to_string(kMaxScanLength)), std::string::npos) << message;
+    EXPECT_NE(message.find(std::to_string(kMaxScanWindow)), std::string::npos) << message;
+  }
+}

@@ -23,11 +23,19 @@ struct ScanDirection {
   std::string name() const;
 };
 
+// Longest scan sequence (padding included) the library builds: 2^24 tokens, e.g. a 4096 x 4096
+// grid. Larger sizes are rejected before anything is allocated (an int64 index table of this
+// length is 128 MiB per direction). Window sizes are bounded by the same rule: a window larger
+// than the grid pads it to one K x K window, so K <= kMaxScanWindow.
+constexpr int64_t kMaxScanLength = int64_t{1} << 24;
+constexpr int64_t kMaxScanWindow = int64_t{1} << 12;
+
 // Parses "h", "v", "wK", "wK_col" with an optional "_flip" suffix (K >= 1).
 // Throws std::invalid_argument naming the direction and the accepted forms.
 ScanDirection parse_direction(const std::string& name);
 
-// Number of tokens visited, padding included.
+// Number of tokens visited, padding included. Throws std::invalid_argument naming the
+// direction, the grid and the limit when it exceeds kMaxScanLength.
 int64_t scan_length(const ScanDirection& direction, int64_t height, int64_t width);
 
 // The visit order (length scan_length), -1 for padding tokens.

@@ -5,7 +5,6 @@ without running anything. The native library has its own parser; tests check the
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Tuple, Union
@@ -18,12 +17,19 @@ __all__ = [
     "parse_directions",
     "scan_length",
     "max_scan_length",
+    "MAX_SCAN_LENGTH",
 ]
 
 #: The 8 candidates of the direction search (SPEC section 1).
 SEARCH_CANDIDATES: Tuple[str, ...] = ("h", "h_flip", "v", "v_flip", "w2", "w2_flip", "w7", "w7_flip")
 #: Plain (non-windowed) directions used by the ablation baselines.
 PLAIN_DIRECTIONS: Tuple[str, ...] = ("h", "h_flip", "v", "v_flip")
+
+#: Longest scan sequence (padding included) the library builds; the C++ core enforces the same
+#: limit (kMaxScanLength) before allocating. A window larger than the grid pads it to one K x K
+#: window, so K is at most MAX_SCAN_WINDOW.
+MAX_SCAN_LENGTH = 1 << 24
+MAX_SCAN_WINDOW = 1 << 12
 
 _PATTERN = re.compile(r"^(h|v|w([0-9]{1,9})(_col)?)(_flip)?$")
 _ACCEPTED = "expected 'h', 'v', 'wK' or 'wK_col' (K a positive integer), optionally followed by '_flip'"
@@ -86,9 +92,22 @@ def scan_length(direction: Union[str, ScanDirection], H: int, W: int) -> int:
     _check_grid(H, W)
     d = parse_direction(direction)
     if d.kind in ("h", "v"):
-        return H * W
-    k = d.window
-    return math.ceil(H / k) * k * math.ceil(W / k) * k
+        length = H * W
+    else:
+        k = d.window
+        length = -(-H // k) * k * (-(-W // k) * k)
+    if length > MAX_SCAN_LENGTH:
+        message = (
+            f"scan direction {d.name!r} on an H={H} x W={W} grid implies a sequence of {length} tokens;"
+            f" the limit is {MAX_SCAN_LENGTH} tokens per sequence"
+        )
+        if d.kind not in ("h", "v"):
+            message += (
+                " (the grid is padded to multiples of the window, and a window larger than the grid pads it"
+                f" to one K x K window, so K may be at most {MAX_SCAN_WINDOW})"
+            )
+        raise ValueError(message)
+    return length
 
 
 def max_scan_length(directions: Sequence[Union[str, ScanDirection]], H: int, W: int) -> int:

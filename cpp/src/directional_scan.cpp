@@ -1,28 +1,15 @@
 // Argument validation of the directional selective scan (shared by CPU and CUDA) and the CPU
-// entry points, dispatched to the SIMD level the selective scan picked.
+// entry points, dispatched to the SIMD level picked at run time (scan_cpu_dispatch.h).
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "localmamba/directional_scan.h"
 #include "localmamba/selective_scan.h"
+#include "scan_cpu_dispatch.h"
 
 namespace localmamba {
-
-namespace ss_baseline {
-void dir_fwd(const DirectionalScanParams& p);
-void dir_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& g);
-}  // namespace ss_baseline
-namespace ss_avx2 {
-void dir_fwd(const DirectionalScanParams& p);
-void dir_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& g);
-}  // namespace ss_avx2
-namespace ss_avx512 {
-void dir_fwd(const DirectionalScanParams& p);
-void dir_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& g);
-}  // namespace ss_avx512
 
 namespace {
 
@@ -35,19 +22,12 @@ std::string str(int64_t v) { return std::to_string(v); }
 }  // namespace
 
 void check_directional_scan_params(const DirectionalScanParams& p, bool backward, bool check_index) {
-  if (!is_floating(p.dtype)) fail(std::string("unsupported dtype ") + dtype_name(p.dtype));
-  if (p.bc_dtype != p.dtype && p.bc_dtype != DType::kFloat32)
-    fail(std::string("B and C must be ") + dtype_name(p.dtype) + " (like u) or float32, got " + dtype_name(p.bc_dtype));
-  if (p.dtype == DType::kFloat64 && p.bc_dtype != DType::kFloat64) fail("B and C must be float64 when u is float64");
-  if (p.batch < 0 || p.dim < 0) fail("batch and dim must be non-negative");
+  check_scan_element_types_and_sizes("directional_scan", p.dtype, p.bc_dtype, p.batch, p.dim, p.length, p.dstate,
+                                     p.chunk_size);
   if (p.num_directions < 1) fail("num_directions must be >= 1, got " + str(p.num_directions));
-  if (p.length < 1) fail("length must be >= 1, got " + str(p.length));
   if (p.num_tokens < 1) fail("num_tokens must be >= 1, got " + str(p.num_tokens));
-  if (p.dstate < 1 || p.dstate > kSelectiveScanMaxDstate)
-    fail("dstate (N) must be in [1, " + str(kSelectiveScanMaxDstate) + "], got " + str(p.dstate));
   if (p.dt_rank < 0 || p.dt_rank > kDirectionalScanMaxDtRank)
     fail("dt_rank must be in [0, " + str(kDirectionalScanMaxDtRank) + "], got " + str(p.dt_rank));
-  if (p.chunk_size < 1) fail("chunk_size must be >= 1, got " + str(p.chunk_size));
   if (p.batch == 0 || p.dim == 0) return;
   if (!p.index) fail("the index table must not be null");
   if (!p.u || !p.A || !p.B || !p.C) fail("u, A, B and C must not be null");
@@ -83,35 +63,17 @@ void check_directional_scan_params(const DirectionalScanParams& p, bool backward
   }
 }
 
-namespace {
-enum class Level { kBaseline, kAvx2, kAvx512 };
-Level level() {
-  const char* isa = selective_scan_cpu_isa();
-  if (std::strcmp(isa, "avx512f") == 0) return Level::kAvx512;
-  if (std::strcmp(isa, "avx2+fma") == 0) return Level::kAvx2;
-  return Level::kBaseline;
-}
-}  // namespace
-
 void directional_scan_fwd_cpu(const DirectionalScanParams& p) {
   check_directional_scan_params(p, false, true);
   if (p.batch == 0 || p.dim == 0) return;
-  switch (level()) {
-    case Level::kAvx512: ss_avx512::dir_fwd(p); break;
-    case Level::kAvx2: ss_avx2::dir_fwd(p); break;
-    default: ss_baseline::dir_fwd(p); break;
-  }
+  scan_cpu_kernels().dir_fwd(p);
 }
 
 void directional_scan_bwd_cpu(const DirectionalScanParams& p, const DirectionalScanGrads& g) {
   check_directional_scan_params(p, true, true);
   if (!g.dout) fail("dout must not be null");
   if (p.batch == 0 || p.dim == 0) return;
-  switch (level()) {
-    case Level::kAvx512: ss_avx512::dir_bwd(p, g); break;
-    case Level::kAvx2: ss_avx2::dir_bwd(p, g); break;
-    default: ss_baseline::dir_bwd(p, g); break;
-  }
+  scan_cpu_kernels().dir_bwd(p, g);
 }
 
 }  // namespace localmamba

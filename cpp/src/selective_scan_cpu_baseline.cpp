@@ -3,12 +3,10 @@
 #define LOCALMAMBA_SS_VECTOR_BYTES 16
 #include "selective_scan_cpu_kernel.h"
 #include "directional_scan_cpu_kernel.h"
+#include "scan_cpu_dispatch.h"
 
 namespace localmamba {
 namespace ss_baseline {
-void fwd(const SelectiveScanParams& p) { run_fwd(p); }
-void bwd(const SelectiveScanParams& p, const SelectiveScanGrads& g) { run_bwd(p, g); }
-void dir_fwd(const DirectionalScanParams& p) { run_dir_fwd(p); }
-void dir_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& g) { run_dir_bwd(p, g); }
+const ScanCpuKernels kKernels = {true, run_fwd, run_bwd, run_dir_fwd, run_dir_bwd};
 }  // namespace ss_baseline
 }  // namespace localmamba

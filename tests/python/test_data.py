@@ -224,3 +224,35 @@ def test_randaugment_top_magnitude_never_posterizes_to_zero_bits():
         random.seed(seed)
         torch.manual_seed(seed)
         assert t(train.images[seed % len(train.images)]).shape == (1, 16, 16)
+
+
+def test_a_registered_dataset_reaches_config_cli_and_builder(monkeypatch):
+    """Adding a dataset is one registration: the config's choices and root rule, the CLI's
+    --dataset choices and build_datasets all read the registry."""
+    from localmamba.cli import build_parser
+    from localmamba.data import DatasetInfo, TensorImageDataset, dataset_names, register_dataset
+    from localmamba.data import registry
+    from localmamba.train import ConfigError
+
+    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))
+    images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
+    targets = torch.arange(12) % 3
+
+    @register_dataset("tiny_rgb", needs_root=True, description="12 random 8x8 RGB images")
+    def _tiny(d):
+        ds = TensorImageDataset(images, targets)
+        return ds, ds, DatasetInfo(num_classes=3, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3, classes=ds.classes,
+                                   kind="tensor")
+
+    assert "tiny_rgb" in dataset_names()
+    with pytest.raises(ConfigError, match=r"data\.root must be set for dataset 'tiny_rgb'"):
+        load_config(None, ["data.dataset=tiny_rgb"])
+    cfg = load_config(None, ["data.dataset=tiny_rgb", "data.root=/anywhere", "data.limit_val=5"])
+    train, val, info = build_datasets(cfg)
+    assert len(train) == 12 and len(val) == 5 and info["num_classes"] == 3
+    args = build_parser().parse_args(["train", "--dataset", "tiny_rgb", "--print-config"])
+    assert args.flag_data__dataset == "tiny_rgb"
+    with pytest.raises(ConfigError, match="must be one of digits, cifar10, cifar100, imagefolder, tiny_rgb"):
+        load_config(None, ["data.dataset=tiny_rgbb"])
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset("digits", needs_root=False, description="again")(_tiny)

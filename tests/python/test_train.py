@@ -3,6 +3,7 @@ resume, crash-safe checkpoints, eval, CLI. Tiny models on the embedded digits, C
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import subprocess
@@ -324,3 +325,19 @@ def test_mid_epoch_checkpoints(tmp_path, monkeypatch):
     last = [s for s in saved if s[0] == "last.pt"]
     assert last == [("last.pt", 0, 2, 2), ("last.pt", 0, 4, 4), ("last.pt", 1, 0, 6)]
     assert ("best.pt", 1, 0, 6) in saved
+
+
+def test_typed_config_and_did_you_mean_across_sections():
+    from localmamba.train.config import typed_config
+
+    cfg = typed_config(load_config(None, ["optim.lr=2e-3", "sched.epochs=70"]))
+    assert cfg.optim.lr == 2e-3 and cfg.sched.epochs == 70 and cfg.data.dataset == "digits"
+    for given, meant in (("train.epochs=3", "sched.epochs"), ("optim.lrr=1", "optim.lr"),
+                         ("sched.epoch=3", "sched.epochs"), ("trian.ema=true", "train"),
+                         ("data.batch_size=8", "train.batch_size"), ("optim.warmup_lr=0", "sched.warmup_lr")):
+        with pytest.raises(ConfigError, match=rf"did you mean '{re.escape(meant)}'"):
+            load_config(None, [given])
+    with pytest.raises(ConfigError, match=r"train\.batch_size must be an integer"):
+        load_config(None, ["train.batch_size=2.5"])
+    with pytest.raises(ConfigError, match=r"log\.progress must be true or false"):
+        load_config(None, ["log.progress=maybe"])

@@ -123,6 +123,11 @@ inline int64_t selective_scan_bwd_workspace_bytes(const SelectiveScanParams& p) 
   return (2 * bc + partials) * element_size(selective_scan_state_dtype(p.dtype));
 }
 
+// The checks the selective and the directional scan share (element types, sizes, chunk size);
+// throws std::invalid_argument("<op>: ...").
+void check_scan_element_types_and_sizes(const char* op, DType dtype, DType bc_dtype, int64_t batch, int64_t dim,
+                                        int64_t length, int64_t dstate, int64_t chunk_size);
+
 // Validates sizes, dtypes, required pointers (throws std::invalid_argument naming the
 // argument). Shared by the CPU and CUDA paths; `backward` also checks chunk_states.
 void check_selective_scan_params(const SelectiveScanParams& params, bool backward);

@@ -1,5 +1,6 @@
 """Datasets, transforms, samplers and loaders for training and evaluation."""
 from .datasets import DataError, DatasetInfo, TensorImageDataset, build_datasets, load_cifar, load_digits, load_imagefolder
+from .registry import DatasetSpec, dataset_names, get_dataset, register_dataset
 from .samplers import ShardedEvalSampler, ShardedTrainSampler
 from .transforms import SeededDataset, build_mixup, build_transform
 from .loaders import build_eval_loader, build_loaders, set_train_epoch
@@ -7,6 +8,10 @@ from .loaders import build_eval_loader, build_loaders, set_train_epoch
 __all__ = [
     "DataError",
     "DatasetInfo",
+    "DatasetSpec",
+    "dataset_names",
+    "get_dataset",
+    "register_dataset",
     "TensorImageDataset",
     "SeededDataset",
     "ShardedEvalSampler",

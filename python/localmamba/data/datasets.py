@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .registry import get_dataset, register_dataset
 
 __all__ = [
     "DataError",
@@ -233,18 +235,37 @@ class Subset(torch.utils.data.Dataset):
         return self.dataset[self.indices[i]]
 
 
+@register_dataset("digits", needs_root=False,
+                  description="scikit-learn's 1797 handwritten 8x8 digits, embedded (no download)")
+def _digits(d: Mapping[str, Any]):
+    return load_digits(d["img_size"], d["val_fraction"], d["interpolation"])
+
+
+@register_dataset("cifar10", needs_root=True, description="CIFAR-10 python-format folder under data.root")
+def _cifar10(d: Mapping[str, Any]):
+    return load_cifar(d["root"], 10, d["img_size"], d["interpolation"])
+
+
+@register_dataset("cifar100", needs_root=True, description="CIFAR-100 python-format folder under data.root")
+def _cifar100(d: Mapping[str, Any]):
+    return load_cifar(d["root"], 100, d["img_size"], d["interpolation"])
+
+
+@register_dataset("imagefolder", needs_root=True,
+                  description="ImageNet-layout folders data.root/<split>/<class>/<image>")
+def _imagefolder(d: Mapping[str, Any]):
+    return load_imagefolder(d["root"], d["train_split"], d["val_split"])
+
+
 def build_datasets(cfg: Dict[str, Any]):
     """(train, val, info) for cfg['data'] (transforms not attached yet)."""
     d = cfg["data"]
     kind = d["dataset"]
-    if kind == "digits":
-        train, val, info = load_digits(d["img_size"], d["val_fraction"], d["interpolation"])
-    elif kind in ("cifar10", "cifar100"):
-        train, val, info = load_cifar(d["root"], 10 if kind == "cifar10" else 100, d["img_size"], d["interpolation"])
-    elif kind == "imagefolder":
-        train, val, info = load_imagefolder(d["root"], d["train_split"], d["val_split"])
-    else:  # validated earlier
-        raise ValueError(f"unknown dataset {kind!r}")
+    try:
+        spec = get_dataset(kind)
+    except KeyError as e:
+        raise DataError(f"data.dataset: {e.args[0]}") from None
+    train, val, info = spec.load(d)
     if d["limit_train"]:
         train = Subset(train, d["limit_train"])
     if d["limit_val"]:

@@ -2,7 +2,8 @@
 sizes and strides in, nothing framework-specific crosses the boundary."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import contextlib
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
@@ -33,6 +34,22 @@ def cuda_stream_of(tensor: torch.Tensor) -> int:
     if tensor.device.type != "cuda":
         return 0
     return torch.cuda.current_stream(tensor.device).cuda_stream
+
+
+def device_context(tensor: torch.Tensor):
+    """Makes `tensor`'s CUDA device current for a native call (kernels launch on the current device)."""
+    return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+
+
+def indexed_gather(src: torch.Tensor, dst: torch.Tensor, sizes: Sequence[int], src_strides: Sequence[int],
+                   dst_strides: Sequence[int], index: torch.Tensor, sum_over_directions: bool) -> None:
+    """The native indexed gather / scatter-sum between two strided (B, K, C, L) views (see indexed_gather.h);
+    sizes = (batch, directions, channels, out_length, src_length)."""
+    with device_context(src):
+        _C.indexed_gather(
+            src.data_ptr(), dst.data_ptr(), dtype_name(src.dtype), device_kind(src), list(sizes), list(src_strides),
+            list(dst_strides), index.data_ptr(), sum_over_directions, cuda_stream_of(src),
+        )
 
 
 def cuda_workspace(nbytes: int, like: torch.Tensor) -> torch.Tensor:

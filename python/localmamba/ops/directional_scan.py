@@ -33,9 +33,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from . import _native, reference
+from ._checks import ArgChecks
 from .backend import resolve_backend
 from .directions import parse_directions
-from .selective_scan import _MAX_DSTATE, selective_scan_chunk_size, state_dtype
+from .selective_scan import selective_scan_chunk_size, state_dtype
 
 __all__ = ["directional_selective_scan", "gather_sequences", "scan_index_table", "middle_cls_index_table"]
 
@@ -43,8 +44,8 @@ _LAYOUTS = ("BCL", "BLC")
 _MAX_DT_RANK = 256  # == localmamba::kDirectionalScanMaxDtRank
 
 
-def _err(msg: str) -> str:
-    return f"directional_selective_scan: {msg}"
+_checks = ArgChecks("directional_selective_scan")
+_err = _checks.message
 
 
 # ----------------------------------------------------------------------------- index tables
@@ -125,18 +126,6 @@ def _arg4(t: Optional[torch.Tensor], shared: bool = False):
     return (t.data_ptr(), s)
 
 
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _device_context(t: torch.Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else _NullContext()
-
-
 def _out_shape(u: torch.Tensor, K: int, num_tokens: int, reduce_sum: bool, channels_last: bool) -> Tuple[int, ...]:
     batch = u.shape[0]
     dim = u.shape[1] if u.dim() == 3 else u.shape[2]
@@ -202,7 +191,7 @@ def _fwd_op(
     dt = delta if dt_weight is not None else None
     dl = None if dt_weight is not None else delta
     workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=False)
-    with _device_context(u):
+    with _native.device_context(u):
         _C.directional_scan_fwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
             [delta_softplus, seq, reduce_sum], chunk, index.data_ptr(), _arg4(u, shared=not seq), _arg4(dl),
@@ -269,7 +258,7 @@ def _bwd_op(
     dl = None if dt_weight is not None else delta
     dout_arg = _out_arg(dout, reduce_sum, channels_last)
     workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=True)
-    with _device_context(u):
+    with _native.device_context(u):
         _C.directional_scan_bwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
             [delta_softplus, seq, reduce_sum], directional_scan_chunk_size(u.device), index.data_ptr(),
@@ -359,22 +348,14 @@ def _inverse_table(index: torch.Tensor, num_tokens: int) -> torch.Tensor:
     return inv
 
 
-def _gather_call(src, dst, sizes, src_strides, dst_strides, index, sum_over_directions) -> None:
-    from .. import _C
-
-    with _device_context(src):
-        _C.indexed_gather(src.data_ptr(), dst.data_ptr(), _native.dtype_name(src.dtype), _native.device_kind(src),
-                          list(sizes), list(src_strides), list(dst_strides), index.data_ptr(), sum_over_directions,
-                          _native.cuda_stream_of(src))
-
-
 @torch.library.custom_op("localmamba::gather_sequences", mutates_args=())
 def _gather_seq_op(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x (B, T, C) channels-last -> (B, K, C, L) through index (K, L), zeros at -1."""
     B, T, C = x.shape
     K, L = index.shape
     out = torch.empty(B, K, C, L, dtype=x.dtype, device=x.device)
-    _gather_call(x, out, (B, K, C, L, T), (x.stride(0), 0, x.stride(2), x.stride(1)), out.stride(), index, False)
+    _native.indexed_gather(x, out, (B, K, C, L, T), (x.stride(0), 0, x.stride(2), x.stride(1)), out.stride(), index,
+                           False)
     return out
 
 
@@ -389,7 +370,8 @@ def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     B, K, C, L = y.shape
     T = inverse.shape[1]
     out = torch.empty(B, T, C, dtype=y.dtype, device=y.device)
-    _gather_call(y, out, (B, K, C, T, L), y.stride(), (out.stride(0), 0, out.stride(2), out.stride(1)), inverse, True)
+    _native.indexed_gather(y, out, (B, K, C, T, L), y.stride(), (out.stride(0), 0, out.stride(2), out.stride(1)),
+                           inverse, True)
     return out
 
 
@@ -458,20 +440,6 @@ def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- checks
-def _tensor(name: str, t, optional: bool = False) -> None:
-    if t is None and optional:
-        return
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(_err(f"{name} must be a torch.Tensor{' or None' if optional else ''}, got {type(t).__name__}"))
-    if not t.is_floating_point() or t.is_complex():
-        raise TypeError(_err(f"{name} must be a real floating-point tensor, got {t.dtype}"))
-
-
-def _shape(name: str, t: Optional[torch.Tensor], shape: Tuple[int, ...], names: str) -> None:
-    if t is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(_err(f"{name} must have shape {names} = {tuple(shape)}, got {tuple(t.shape)}"))
-
-
 def _unit_last(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
@@ -493,6 +461,67 @@ def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
     num_tokens = int(index.max().item()) + 1 if index.numel() else 0
     _check_index_table(index, num_tokens)
     return index.to(device=device).contiguous(), num_tokens
+
+
+def _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce,
+                     layout) -> None:
+    """Types, options and element types: everything that does not depend on the scan orders."""
+    _checks.tensors((("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)),
+                    (("D", D), ("delta_bias", delta_bias), ("z", z), ("weights", weights),
+                     ("dt_proj_weight", dt_proj_weight)))
+    _checks.kernel_dtype("u", u)
+    if reduce not in (None, "sum"):
+        raise ValueError(_err(f"reduce must be None or 'sum', got {reduce!r}"))
+    if layout not in _LAYOUTS:
+        raise ValueError(_err(f"layout must be one of {_LAYOUTS}, got {layout!r}"))
+    _checks.flags(delta_softplus=delta_softplus)
+    if u.dim() not in (3, 4):
+        raise ValueError(_err(f"u must be (B, D, H*W) in token order or (B, K, D, Lmax) in sequence order, "
+                              f"got shape {tuple(u.shape)}"))
+    _checks.scan_dtypes(u, (("delta", delta), ("z", z)), B, C)
+    _checks.same_device(u, (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+                            ("delta_bias", delta_bias), ("weights", weights), ("dt_proj_weight", dt_proj_weight)))
+
+
+def _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, idx, num_tokens, grid):
+    """Shapes against the scan orders; returns D, delta_bias as (K*D,) and dt_proj_weight as (K, D, R)."""
+    K, lmax = idx.shape
+    seq = u.dim() == 4
+    batch = u.shape[0]
+    dim = u.shape[2] if seq else u.shape[1]
+    steps = lmax if seq else num_tokens
+    where = "Lmax (sequence order)" if seq else "H*W (token order)"
+    if seq:
+        _checks.shape("u", u, (batch, K, dim, lmax), f"(B, K, D, Lmax) for {K} directions of length {lmax}")
+    elif u.shape[2] != num_tokens:
+        raise ValueError(_err(f"u has {u.shape[2]} tokens along its last axis but the scan orders cover "
+                              f"{num_tokens} tokens" + (f" (H*W = {grid[0]}x{grid[1]})" if grid else "")))
+    if A.dim() != 2 or A.shape[0] != K * dim:
+        raise ValueError(_err(f"A must have shape (K*D, N) = ({K * dim}, N) for K={K}, D={dim}, got {tuple(A.shape)}"))
+    n_state = A.shape[1]
+    _checks.state_size(n_state)
+    if dt_proj_weight is not None:
+        if dt_proj_weight.dim() == 2:
+            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
+        if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
+            raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
+                                  f"got {tuple(dt_proj_weight.shape)}"))
+        rank = dt_proj_weight.shape[2]
+        if not 1 <= rank <= _MAX_DT_RANK:
+            raise ValueError(_err(f"dt rank R must be in [1, {_MAX_DT_RANK}], got {rank}"))
+        _checks.shape("delta", delta, (batch, K, rank, steps),
+                      f"(B, K, R, {where}) (low-rank dt, with dt_proj_weight)")
+    else:
+        _checks.shape("delta", delta, (batch, K, dim, steps), f"(B, K, D, {where})")
+    _checks.shape("B", B, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _checks.shape("C", C, (batch, K, n_state, steps), f"(B, K, N, {where})")
+    _checks.shape("z", z, (batch, K, dim, steps), f"(B, K, D, {where})")
+    D = None if D is None else D.reshape(-1) if D.numel() == K * dim else D
+    delta_bias = None if delta_bias is None else delta_bias.reshape(-1) if delta_bias.numel() == K * dim else delta_bias
+    _checks.shape("D", D, (K * dim,), "(K*D,)")
+    _checks.shape("delta_bias", delta_bias, (K * dim,), "(K*D,)")
+    _checks.shape("weights", weights, (K,), "(K,)")
+    return D, delta_bias, dt_proj_weight
 
 
 # ----------------------------------------------------------------------------- public API
@@ -526,71 +555,11 @@ def directional_selective_scan(
     Returns y in u's dtype: (B, K, D, T) ("BCL") or (B, K, T, D) ("BLC"); with reduce="sum"
     (B, D, T) or (B, T, D). State and accumulation in float32 (float64 for float64 inputs).
     """
-    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
-        _tensor(name, t)
-    for name, t in (("D", D), ("delta_bias", delta_bias), ("z", z), ("weights", weights),
-                    ("dt_proj_weight", dt_proj_weight)):
-        _tensor(name, t, optional=True)
-    if u.dtype not in _native.FLOAT_DTYPES:
-        raise TypeError(_err(f"u must be float32, float16, bfloat16 or float64, got {u.dtype}"))
-    if reduce not in (None, "sum"):
-        raise ValueError(_err(f"reduce must be None or 'sum', got {reduce!r}"))
-    if layout not in _LAYOUTS:
-        raise ValueError(_err(f"layout must be one of {_LAYOUTS}, got {layout!r}"))
-    if not isinstance(delta_softplus, bool):
-        raise TypeError(_err(f"delta_softplus must be a bool, got {type(delta_softplus).__name__}"))
-    if u.dim() not in (3, 4):
-        raise ValueError(_err(f"u must be (B, D, H*W) in token order or (B, K, D, Lmax) in sequence order, "
-                              f"got shape {tuple(u.shape)}"))
+    _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce, layout)
     idx, num_tokens = _resolve_index(directions, H, W, index, u.device)
-    K, lmax = idx.shape
-    seq = u.dim() == 4
-    batch = u.shape[0]
-    dim = u.shape[2] if seq else u.shape[1]
-    steps = lmax if seq else num_tokens
-    where = "Lmax (sequence order)" if seq else "H*W (token order)"
-    if seq:
-        _shape("u", u, (batch, K, dim, lmax), f"(B, K, D, Lmax) for {K} directions of length {lmax}")
-    elif u.shape[2] != num_tokens:
-        raise ValueError(_err(f"u has {u.shape[2]} tokens along its last axis but the scan orders cover "
-                              f"{num_tokens} tokens" + (f" (H*W = {H}x{W})" if H and W else "")))
-    if A.dim() != 2 or A.shape[0] != K * dim:
-        raise ValueError(_err(f"A must have shape (K*D, N) = ({K * dim}, N) for K={K}, D={dim}, got {tuple(A.shape)}"))
-    n_state = A.shape[1]
-    if n_state > _MAX_DSTATE:
-        raise ValueError(_err(f"the state size N = A.shape[1] must be <= {_MAX_DSTATE}, got {n_state}"))
-    if dt_proj_weight is not None:
-        if dt_proj_weight.dim() == 2:
-            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
-        if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
-            raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
-                                  f"got {tuple(dt_proj_weight.shape)}"))
-        rank = dt_proj_weight.shape[2]
-        if not 1 <= rank <= _MAX_DT_RANK:
-            raise ValueError(_err(f"dt rank R must be in [1, {_MAX_DT_RANK}], got {rank}"))
-        _shape("delta", delta, (batch, K, rank, steps), f"(B, K, R, {where}) (low-rank dt, with dt_proj_weight)")
-    else:
-        _shape("delta", delta, (batch, K, dim, steps), f"(B, K, D, {where})")
-    _shape("B", B, (batch, K, n_state, steps), f"(B, K, N, {where})")
-    _shape("C", C, (batch, K, n_state, steps), f"(B, K, N, {where})")
-    _shape("z", z, (batch, K, dim, steps), f"(B, K, D, {where})")
-    D = None if D is None else D.reshape(-1) if D.numel() == K * dim else D
-    delta_bias = None if delta_bias is None else delta_bias.reshape(-1) if delta_bias.numel() == K * dim else delta_bias
-    _shape("D", D, (K * dim,), "(K*D,)")
-    _shape("delta_bias", delta_bias, (K * dim,), "(K*D,)")
-    _shape("weights", weights, (K,), "(K,)")
-    for name, t in (("delta", delta), ("z", z)):
-        if t is not None and t.dtype != u.dtype:
-            raise TypeError(_err(f"{name} must have u's dtype {u.dtype}, got {t.dtype}"))
-    if B.dtype != C.dtype:
-        raise TypeError(_err(f"B and C must have the same dtype, got {B.dtype} and {C.dtype}"))
-    if B.dtype not in (u.dtype, torch.float32) or (u.dtype == torch.float64 and B.dtype != torch.float64):
-        raise TypeError(_err(f"B and C must have u's dtype {u.dtype} or float32, got {B.dtype}"))
-    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
-                    ("weights", weights), ("dt_proj_weight", dt_proj_weight)):
-        if t is not None and t.device != u.device:
-            raise ValueError(_err(f"{name} is on {t.device} but u is on {u.device}; all inputs must share a device"))
-
+    D, delta_bias, dt_proj_weight = _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, idx,
+                                                  num_tokens, (H, W) if H and W else None)
+    K, dim = idx.shape[0], A.shape[0] // idx.shape[0]
     if resolve_backend(backend) == "reference":
         return reference.directional_selective_scan(
             u, delta, A, B, C, idx, num_tokens, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus, z=z,

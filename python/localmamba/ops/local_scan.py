@@ -101,12 +101,10 @@ def _local_scan_op(x: torch.Tensor, directions: str, H: int, W: int, layout: str
     B = x.shape[0]
     C = x.shape[-1] if layout == "BLC" else x.shape[lead]
     out = torch.empty(B, K, C, lmax, dtype=x.dtype, device=x.device)
-    with torch.cuda.device(x.device) if x.is_cuda else _nullcontext():
-        _C_call(
-            xv, out, (B, K, C, lmax, H * W),
-            (xv.stride(0), xv.stride(1) if per_direction else 0, stride_c, stride_t),
-            out.stride(), forward, False,
-        )
+    _native.indexed_gather(
+        xv, out, (B, K, C, lmax, H * W), (xv.stride(0), xv.stride(1) if per_direction else 0, stride_c, stride_t),
+        out.stride(), forward, False,
+    )
     return out
 
 
@@ -131,8 +129,7 @@ def _local_reverse_op(y: torch.Tensor, directions: str, H: int, W: int, layout: 
         out = torch.empty(_spatial_shape(layout, (B, K), C, H, W), dtype=y.dtype, device=y.device)
         ov, stride_c, stride_t = _token_strides(out, layout, 2)
         dst_strides = (ov.stride(0), ov.stride(1), stride_c, stride_t)
-    with torch.cuda.device(y.device) if y.is_cuda else _nullcontext():
-        _C_call(y, ov, (B, K, C, L, lmax), y.stride(), dst_strides, inverse, reduce_sum)
+    _native.indexed_gather(y, ov, (B, K, C, L, lmax), y.stride(), dst_strides, inverse, reduce_sum)
     return out
 
 
@@ -140,24 +137,6 @@ def _local_reverse_op(y: torch.Tensor, directions: str, H: int, W: int, layout: 
 def _(y, directions, H, W, layout, reduce_sum):
     B, K, C, _ = y.shape
     return y.new_empty(_spatial_shape(layout, (B,) if reduce_sum else (B, K), C, H, W))
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _C_call(src, dst, sizes, src_strides, dst_strides, index, sum_over_directions) -> None:
-    from .. import _C
-
-    _C.indexed_gather(
-        src.data_ptr(), dst.data_ptr(), _native.dtype_name(src.dtype), _native.device_kind(src),
-        list(sizes), list(src_strides), list(dst_strides), index.data_ptr(), sum_over_directions,
-        _native.cuda_stream_of(src),
-    )
 
 
 def _local_scan_setup(ctx, inputs, output):

@@ -13,12 +13,10 @@ from typing import List, Optional, Tuple, Union
 import torch
 
 from . import _native, reference
+from ._checks import ArgChecks
 from .backend import resolve_backend
 
 __all__ = ["selective_scan", "selective_scan_chunk_size", "state_dtype"]
-
-_MAX_DSTATE = 256  # == localmamba::kSelectiveScanMaxDstate
-
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
     """Type of the state and of A, D, delta_bias, initial/last state: float64 for float64 inputs, else float32."""
@@ -33,73 +31,46 @@ def selective_scan_chunk_size(device: Union[str, torch.device]) -> int:
 
 
 # ----------------------------------------------------------------------------- checks
-def _is_tensor(name: str, t, optional: bool = False) -> None:
-    if t is None and optional:
-        return
-    if not isinstance(t, torch.Tensor):
-        kind = "a torch.Tensor or None" if optional else "a torch.Tensor"
-        raise TypeError(f"selective_scan: {name} must be {kind}, got {type(t).__name__}")
-    if t.is_complex() or not t.is_floating_point():
-        raise TypeError(f"selective_scan: {name} must be a real floating-point tensor, got {t.dtype}")
-    if t.numel() == 0:
-        raise ValueError(f"selective_scan: {name} must be non-empty, got shape {tuple(t.shape)}")
-
-
-def _expect_shape(name: str, t: Optional[torch.Tensor], shape: Tuple[int, ...], names: str) -> None:
-    if t is not None and tuple(t.shape) != shape:
-        raise ValueError(f"selective_scan: {name} must have shape {names} = {shape}, got {tuple(t.shape)}")
+_checks = ArgChecks("selective_scan")
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_last_state) -> None:
-    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
-        _is_tensor(name, t)
-    for name, t in (("D", D), ("z", z), ("delta_bias", delta_bias), ("initial_state", initial_state)):
-        _is_tensor(name, t, optional=True)
-    for name, flag in (("delta_softplus", delta_softplus), ("return_last_state", return_last_state)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"selective_scan: {name} must be a bool, got {type(flag).__name__}")
-    if u.dtype not in _native.FLOAT_DTYPES:
-        raise TypeError(f"selective_scan: u must be float32, float16, bfloat16 or float64, got {u.dtype}")
+    _checks.tensors((("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)),
+                    (("D", D), ("z", z), ("delta_bias", delta_bias), ("initial_state", initial_state)),
+                    non_empty=True)
+    _checks.flags(delta_softplus=delta_softplus, return_last_state=return_last_state)
+    _checks.kernel_dtype("u", u)
     if u.dim() != 3:
-        raise ValueError(f"selective_scan: u must have shape (batch, dim, L), got {tuple(u.shape)}")
+        raise ValueError(_checks.message(f"u must have shape (batch, dim, L), got {tuple(u.shape)}"))
     batch, dim, length = u.shape
-    _expect_shape("delta", delta, (batch, dim, length), "(batch, dim, L) like u")
-    _expect_shape("z", z, (batch, dim, length), "(batch, dim, L) like u")
+    _checks.shape("delta", delta, (batch, dim, length), "(batch, dim, L) like u")
+    _checks.shape("z", z, (batch, dim, length), "(batch, dim, L) like u")
     if A.dim() != 2 or A.shape[0] != dim:
-        raise ValueError(f"selective_scan: A must have shape (dim, N) with dim = {dim} (from u), got {tuple(A.shape)}")
+        raise ValueError(_checks.message(f"A must have shape (dim, N) with dim = {dim} (from u), got {tuple(A.shape)}"))
     n_state = A.shape[1]
-    if n_state > _MAX_DSTATE:
-        raise ValueError(f"selective_scan: the state size N = A.shape[1] must be <= {_MAX_DSTATE}, got {n_state}")
+    _checks.state_size(n_state)
     for name, t in (("B", B), ("C", C)):
         if t.dim() == 3:
-            _expect_shape(name, t, (batch, n_state, length), "(batch, N, L)")
+            _checks.shape(name, t, (batch, n_state, length), "(batch, N, L)")
         elif t.dim() == 4:
             groups = t.shape[1]
-            _expect_shape(name, t, (batch, groups, n_state, length), "(batch, groups, N, L)")
+            _checks.shape(name, t, (batch, groups, n_state, length), "(batch, groups, N, L)")
             if dim % groups != 0:
                 raise ValueError(
-                    f"selective_scan: dim = {dim} must be divisible by the number of groups of {name} ({groups})"
+                    _checks.message(f"dim = {dim} must be divisible by the number of groups of {name} ({groups})")
                 )
         else:
-            raise ValueError(
-                f"selective_scan: {name} must have shape (batch, N, L) or (batch, groups, N, L), got {tuple(t.shape)}"
-            )
+            raise ValueError(_checks.message(
+                f"{name} must have shape (batch, N, L) or (batch, groups, N, L), got {tuple(t.shape)}"
+            ))
     if B.shape != C.shape:
-        raise ValueError(f"selective_scan: B and C must have the same shape, got {tuple(B.shape)} and {tuple(C.shape)}")
-    _expect_shape("D", D, (dim,), "(dim,)")
-    _expect_shape("delta_bias", delta_bias, (dim,), "(dim,)")
-    _expect_shape("initial_state", initial_state, (batch, dim, n_state), "(batch, dim, N)")
-    for name, t in (("delta", delta), ("z", z)):
-        if t is not None and t.dtype != u.dtype:
-            raise TypeError(f"selective_scan: {name} must have u's dtype {u.dtype}, got {t.dtype}")
-    if B.dtype != C.dtype:
-        raise TypeError(f"selective_scan: B and C must have the same dtype, got {B.dtype} and {C.dtype}")
-    if B.dtype not in (u.dtype, torch.float32) or (u.dtype == torch.float64 and B.dtype != torch.float64):
-        raise TypeError(f"selective_scan: B and C must have u's dtype {u.dtype} or float32, got {B.dtype}")
-    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
-                    ("initial_state", initial_state)):
-        if t is not None and t.device != u.device:
-            raise ValueError(f"selective_scan: {name} is on {t.device} but u is on {u.device}; all inputs must share a device")
+        raise ValueError(_checks.message(f"B and C must have the same shape, got {tuple(B.shape)} and {tuple(C.shape)}"))
+    _checks.shape("D", D, (dim,), "(dim,)")
+    _checks.shape("delta_bias", delta_bias, (dim,), "(dim,)")
+    _checks.shape("initial_state", initial_state, (batch, dim, n_state), "(batch, dim, N)")
+    _checks.scan_dtypes(u, (("delta", delta), ("z", z)), B, C)
+    _checks.same_device(u, (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+                            ("delta_bias", delta_bias), ("initial_state", initial_state)))
 
 
 # ----------------------------------------------------------------------------- native ops
@@ -109,18 +80,6 @@ def _arg(t: Optional[torch.Tensor]):
 
 def _sizes(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> List[int]:
     return [u.shape[0], u.shape[1], u.shape[2], A.shape[1], B.shape[1]]
-
-
-def _device_context(t: torch.Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else _NullContext()
-
-
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @torch.library.custom_op("localmamba::selective_scan_fwd", mutates_args=())
@@ -145,7 +104,7 @@ def _fwd_op(
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     last = torch.empty(batch, dim, n_state, dtype=sdt, device=u.device)
     saved = torch.empty(batch, dim, -(-length // chunk), n_state, dtype=sdt, device=u.device)
-    with _device_context(u):
+    with _native.device_context(u):
         _C.selective_scan_fwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), _sizes(u, A, B),
             delta_softplus, chunk, _arg(u), _arg(delta), _arg(A), _arg(B), _arg(C), _arg(D), _arg(z),
@@ -199,7 +158,7 @@ def _bwd_op(
     dbias = torch.empty(dim, dtype=sdt, device=u.device)
     dinit = torch.empty(batch, dim, n_state, dtype=sdt, device=u.device)
     workspace = _native.cuda_workspace(_C.selective_scan_bwd_workspace_bytes(_native.dtype_name(u.dtype), _sizes(u, A, B)), u)
-    with _device_context(u):
+    with _native.device_context(u):
         _C.selective_scan_bwd(
             _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), _sizes(u, A, B),
             delta_softplus, selective_scan_chunk_size(u.device), _arg(u), _arg(delta), _arg(A), _arg(B), _arg(C),

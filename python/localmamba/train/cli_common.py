@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any, Dict, List
 
-from ..data.datasets import DataError
+from ..data import DataError, dataset_names
 from .config import ConfigError, list_configs, load_config
 
 __all__ = ["add_config_arguments", "config_from_args", "explicit_overrides", "run_cli"]
@@ -13,7 +13,7 @@ __all__ = ["add_config_arguments", "config_from_args", "explicit_overrides", "ru
 # flag -> (dotted key, argparse kwargs)
 _FLAGS = {
     "--model": ("model.name", dict(metavar="NAME", help="model name (see localmamba.list_models()) or module:callable")),
-    "--dataset": ("data.dataset", dict(choices=["digits", "imagefolder", "cifar10", "cifar100"])),
+    "--dataset": ("data.dataset", dict(metavar="NAME", help="a registered dataset")),
     "--data-dir": ("data.root", dict(metavar="DIR", help="dataset root (ImageFolder: DIR/train, DIR/val)")),
     "--img-size": ("data.img_size", dict(type=int, metavar="N")),
     "--workers": ("data.workers", dict(type=int, metavar="N", help="data-loading worker processes")),
@@ -36,6 +36,9 @@ def add_config_arguments(p: argparse.ArgumentParser, default_config: str, traini
         if not training and key in ("sched.epochs", "optim.lr", "model.pretrained"):
             continue
         kw = dict(kw)
+        if key == "data.dataset":
+            kw["choices"] = dataset_names()  # the registry, read when the parser is built
+            kw["help"] = f"one of {', '.join(kw['choices'])}"
         kw.setdefault("help", "")
         kw["help"] = (kw["help"] + f" (sets {key})").strip()
         p.add_argument(flag, dest="flag_" + key.replace(".", "__"), default=None, **kw)

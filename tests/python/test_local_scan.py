@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import localmamba
 from localmamba import ops
 from localmamba.ops import local_reverse, local_scan, reference, scan_order
+from localmamba.ops.scan_table import scan_table
 
 ALL_DIRECTIONS = ["h", "h_flip", "v", "v_flip", "w2", "w2_flip", "w7", "w7_flip", "w3_col", "w2_col_flip"]
 GRIDS = [(4, 4), (7, 7), (5, 9), (1, 1), (1, 17), (9, 13)]
@@ -142,14 +143,15 @@ def test_gradcheck_fp64(layout):
 def test_opcheck():
     H, W = 5, 7
     x = torch.randn(2, 3, H, W)
-    dirs = "h,w2,v_flip"
+    table = scan_table("h,w2,v_flip", H, W)
+    tables = (table.index, table.inverse)
     for layout, inp in (("BCHW", x), ("BCL", x.flatten(2)), ("BLC", x.flatten(2).transpose(1, 2).contiguous())):
-        torch.library.opcheck(torch.ops.localmamba.local_scan.default, (inp, dirs, H, W, layout, False))
+        torch.library.opcheck(torch.ops.localmamba.local_scan.default, (inp, *tables, H, W, layout, False))
         y = torch.randn(2, 3, 3, 48)
         for reduce_sum in (False, True):
-            torch.library.opcheck(torch.ops.localmamba.local_reverse.default, (y, dirs, H, W, layout, reduce_sum))
+            torch.library.opcheck(torch.ops.localmamba.local_reverse.default, (y, *tables, H, W, layout, reduce_sum))
     per_direction = torch.randn(2, 3, 3, H, W)
-    torch.library.opcheck(torch.ops.localmamba.local_scan.default, (per_direction, dirs, H, W, "BCHW", True))
+    torch.library.opcheck(torch.ops.localmamba.local_scan.default, (per_direction, *tables, H, W, "BCHW", True))
 
 
 def test_torch_compile_fullgraph():

@@ -6,13 +6,14 @@ Module and parameter names follow the official release so its checkpoints load w
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.directions import SEARCH_CANDIDATES, parse_directions
+from ..ops.directions import SEARCH_CANDIDATES
+from ..ops.scan_table import ScanTable, build_scan_table, parsed_directions, scan_table, tracing
 
 __all__ = [
     "RMSNorm",
@@ -36,7 +37,7 @@ def to_2tuple(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
 
 def canonical_directions(directions: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     """Validates a list of direction names ('h', 'w7_flip', ...) and returns them canonicalised."""
-    return tuple(d.name for d in parse_directions(directions))
+    return tuple(d.name for d in parsed_directions(directions))
 
 
 class RMSNorm(nn.Module):
@@ -222,7 +223,11 @@ class SCAttn(nn.Module):
 
 
 class MultiScan(nn.Module):
-    """Holds a layer's scan directions and merges the K per-direction outputs.
+    """Holds a layer's scan directions (parsed once, here) and their scan tables, and merges the K
+    per-direction outputs.
+
+    ``scan_table(H, W, device)`` gives the layer's :class:`~localmamba.ops.scan_table.ScanTable`
+    for a grid, kept per (grid, class token, device), so a forward parses no direction name.
 
     Fixed architecture: plain sum. Search supernet (``search=True``): each direction's output
     goes through its own LayerNorm without affine, then the sum is weighted by softmax(α), with
@@ -233,7 +238,9 @@ class MultiScan(nn.Module):
     def __init__(self, dim: int, directions: Sequence[str], search: bool = False,
                  with_attn: bool = False, eps: float = 1e-5):
         super().__init__()
-        self.directions = canonical_directions(directions)
+        self.scan_directions = parsed_directions(directions)
+        self.directions = tuple(d.name for d in self.scan_directions)
+        self._tables: Dict[tuple, ScanTable] = {}
         self.search = bool(search)
         if self.search:
             self.norms = nn.ModuleList([nn.LayerNorm(dim, eps=eps, elementwise_affine=False) for _ in self.directions])
@@ -244,6 +251,16 @@ class MultiScan(nn.Module):
     @property
     def num_directions(self) -> int:
         return len(self.directions)
+
+    def scan_table(self, H: int, W: int, device: torch.device, cls_index: Optional[int] = None) -> ScanTable:
+        """This layer's scan table on an H x W grid (class token at ``cls_index``), on ``device``."""
+        if tracing():  # torch.compile / export: built from torch ops in the graph, no cache
+            return build_scan_table(self.scan_directions, H, W, device, cls_index)
+        key = (H, W, cls_index, device)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = scan_table(self.scan_directions, H, W, device, cls_index)
+        return table
 
     def direction_weights(self) -> torch.Tensor:
         """softmax(α) for a supernet (K,), uniform ones for a fixed architecture."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops import gather_sequences, middle_cls_index_table, scan_index_table
+from ..ops import gather_sequences
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
 from .scan import causal_depthwise_conv1d, directional_selective_scan, record_flops, selective_scan
@@ -205,13 +205,10 @@ class MultiMamba(_BackendMixin, nn.Module):
         backend = self._backend()
         B = hidden_states.shape[0]
         K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
-        dirs = self.directions
         xz = self.in_proj(hidden_states)  # (B, HW [+1], 2Di)
-        if cls_index is None:
-            table = scan_index_table(dirs, H, W, xz.device)
-        else:  # the class token sits at step cls_index of every direction (SPEC 1.3)
-            table = middle_cls_index_table(dirs, H, W, cls_index, xz.device)
-        tokens = H * W + (cls_index is not None)
+        # with a class token, it sits at step cls_index of every direction (SPEC 1.3)
+        table = self.multi_scan.scan_table(H, W, xz.device, cls_index)
+        tokens = table.num_tokens
         if xz.shape[1] != tokens:
             raise ValueError(f"mixer got {xz.shape[1]} tokens for a {H}x{W} grid")
         # One batched gather of x and z for all K directions, class token included.
@@ -328,7 +325,7 @@ class SS2D(_BackendMixin, nn.Module):
         x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight.to(xs.dtype))  # (B, K, R+2N, HW)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         y = directional_selective_scan(
-            xs, dts, -torch.exp(self.A_logs.float()), Bs, Cs, self.directions, H, W,
+            xs, dts, -torch.exp(self.A_logs.float()), Bs, Cs, index=self.multi_scan.scan_table(H, W, xs.device),
             D=self.Ds.float(),
             delta_bias=self.dt_projs_bias.reshape(-1).float(),
             delta_softplus=True,

@@ -153,8 +153,12 @@ def directional_selective_scan(
     """
     from ..ops.directional_scan import directional_selective_scan as _op
     from ..ops.directions import max_scan_length, parse_directions
+    from ..ops.scan_table import ScanTable
 
-    if index is not None:
+    if isinstance(index, ScanTable):
+        K, lmax = index.index.shape
+        num_tokens = index.num_tokens if num_tokens is None else num_tokens
+    elif index is not None:
         K, lmax = index.shape
     else:
         K, lmax = len(parse_directions(directions)), max_scan_length(directions, H, W)

@@ -61,20 +61,3 @@ def cuda_workspace(nbytes: int, like: torch.Tensor) -> torch.Tensor:
 def size1_strides(t: torch.Tensor) -> list:
     """Strides in elements; a size-1 axis reports stride 1 (its stride is never used)."""
     return [1 if n == 1 else st for n, st in zip(t.shape, t.stride())]
-
-
-_INDEX_CACHE: Dict[Tuple[str, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def scan_index_maps(directions: str, H: int, W: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(forward (K, Lmax), inverse (K, H*W)) int64 index tables on `device`, cached."""
-    key = (directions, H, W, str(device))
-    cached = _INDEX_CACHE.get(key)
-    if cached is None:
-        forward, inverse, max_length = _C.scan_index_maps(directions.split(","), H, W)
-        k = len(directions.split(","))
-        forward_t = torch.tensor(forward, dtype=torch.int64).view(k, max_length).to(device)
-        inverse_t = torch.tensor(inverse, dtype=torch.int64).view(k, H * W).to(device)
-        cached = (forward_t, inverse_t)
-        _INDEX_CACHE[key] = cached
-    return cached

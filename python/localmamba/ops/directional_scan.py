@@ -22,21 +22,23 @@ delta tensor is never materialised, in the forward or the backward.
 
 The output is y (B, K, D, T) in token order (``layout="BLC"``: (B, K, T, D)), or with
 ``reduce="sum"`` the sum over directions (B, D, T) / (B, T, D), optionally weighted per
-direction by ``weights`` (K,). The directions are given by name (``directions`` + H, W) or as an
-explicit index table ``index`` (K, Lmax) of token indices, -1 = padding (e.g. the LocalVim
-middle-class-token layout).
+direction by ``weights`` (K,). The directions are given by name (``directions`` + H, W), as a
+:class:`~localmamba.ops.scan_table.ScanTable` (what layers pass: parsed and built once, e.g. the
+LocalVim middle-class-token layout), or as an explicit index tensor ``index`` (K, Lmax) of token
+indices, -1 = padding, which is checked on every call.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from . import _native, reference
 from ._checks import ArgChecks
 from .backend import resolve_backend
-from .directions import parse_directions
+from .scan_table import ScanTable, inverse_of, scan_table
 from .selective_scan import selective_scan_chunk_size, state_dtype
+
 
 __all__ = ["directional_selective_scan", "gather_sequences", "scan_index_table", "middle_cls_index_table"]
 
@@ -51,14 +53,9 @@ _err = _checks.message
 # ----------------------------------------------------------------------------- index tables
 def scan_index_table(directions: Union[str, Sequence[str]], H: int, W: int,
                      device: Union[str, torch.device] = "cpu") -> torch.Tensor:
-    """(K, Lmax) int64 table of the token visited at each step of each direction (-1 = padding)."""
-    names = ",".join(d.name for d in parse_directions(directions))
-    forward, _ = _native.scan_index_maps(names, H, W, torch.device(device))
-    forward._localmamba_tokens = H * W  # built here, so valid: never re-checked
-    return forward
-
-
-_MID_CACHE: Dict[Tuple[str, int, int, int, str], torch.Tensor] = {}
+    """(K, Lmax) int64 table of the token visited at each step of each direction (-1 = padding).
+    A copy: the library's cached table (``scan_table``) is never handed out for editing."""
+    return scan_table(directions, H, W, device).index.clone()
 
 
 def middle_cls_index_table(directions: Union[str, Sequence[str]], H: int, W: int, cls_index: int,
@@ -67,21 +64,13 @@ def middle_cls_index_table(directions: Union[str, Sequence[str]], H: int, W: int
 
     Spatial token p sits at token p (p < cls_index) or p + 1 (p >= cls_index); every direction
     visits the class token at sequence step ``cls_index``, its spatial order around it.
-    Shape (K, Lmax + 1).
+    Shape (K, Lmax + 1); a copy of the cached table.
     """
-    names = ",".join(d.name for d in parse_directions(directions))
-    key = (names, H, W, cls_index, str(torch.device(device)))
-    table = _MID_CACHE.get(key)
-    if table is None:
-        if not 0 <= cls_index <= H * W:
-            raise ValueError(_err(f"cls_index must be in [0, {H * W}], got {cls_index}"))
-        base = scan_index_table(names, H, W, "cpu")
-        shifted = torch.where(base >= cls_index, base + 1, base)
-        cls_col = torch.full((base.shape[0], 1), cls_index, dtype=torch.int64)
-        table = torch.cat([shifted[:, :cls_index], cls_col, shifted[:, cls_index:]], dim=1).contiguous().to(device)
-        table._localmamba_tokens = H * W + 1
-        _MID_CACHE[key] = table
-    return table
+    try:
+        table = scan_table(directions, H, W, device, cls_index=cls_index)
+    except ValueError as exc:
+        raise ValueError(_err(str(exc))) from None
+    return table.index.clone()
 
 
 def _check_index_table(index: torch.Tensor, num_tokens: int) -> None:
@@ -333,24 +322,12 @@ _fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ----------------------------------------------------------------------------- sequence gather
-def _inverse_table(index: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """(K, T): the step at which each direction visits each token (tables visit every token once).
-    Kept on the table tensor itself, so it lives exactly as long as the table."""
-    inv = getattr(index, "_localmamba_inverse", None)
-    if inv is None or inv.shape[1] != num_tokens:
-        cpu = index.cpu()
-        inv = torch.full((cpu.shape[0], num_tokens), -1, dtype=torch.int64)
-        steps = torch.arange(cpu.shape[1]).expand_as(cpu)
-        valid = cpu >= 0
-        inv[torch.nonzero(valid)[:, 0], cpu[valid]] = steps[valid]
-        inv = inv.to(index.device)
-        index._localmamba_inverse = inv
-    return inv
 
 
 @torch.library.custom_op("localmamba::gather_sequences", mutates_args=())
-def _gather_seq_op(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x (B, T, C) channels-last -> (B, K, C, L) through index (K, L), zeros at -1."""
+def _gather_seq_op(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C) channels-last -> (B, K, C, L) through index (K, L), zeros at -1 (inverse (K, T)
+    is the table's inverse, for the backward)."""
     B, T, C = x.shape
     K, L = index.shape
     out = torch.empty(B, K, C, L, dtype=x.dtype, device=x.device)
@@ -360,13 +337,14 @@ def _gather_seq_op(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @_gather_seq_op.register_fake
-def _(x, index):
+def _(x, index, inverse):
     return x.new_empty(x.shape[0], index.shape[0], x.shape[2], index.shape[1])
 
 
 @torch.library.custom_op("localmamba::scatter_sequences_sum", mutates_args=())
-def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """(B, K, C, L) -> (B, T, C): sum over directions of each token's steps (inverse (K, T))."""
+def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, K, C, L) -> (B, T, C): sum over directions of each token's steps (inverse (K, T); the
+    forward table index (K, L) is for the backward)."""
     B, K, C, L = y.shape
     T = inverse.shape[1]
     out = torch.empty(B, T, C, dtype=y.dtype, device=y.device)
@@ -376,46 +354,53 @@ def _scatter_sum_op(y: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
 
 
 @_scatter_sum_op.register_fake
-def _(y, inverse):
+def _(y, inverse, index):
     return y.new_empty(y.shape[0], inverse.shape[1], y.shape[2])
 
 
 def _gather_setup(ctx, inputs, output):
-    x, index = inputs
-    ctx.save_for_backward(index)
-    ctx.num_tokens = x.shape[1]
+    _, index, inverse = inputs
+    ctx.save_for_backward(index, inverse)
 
 
 def _gather_backward(ctx, grad):
-    (index,) = ctx.saved_tensors
-    return _scatter_sum_op(grad.contiguous(), _inverse_table(index, ctx.num_tokens)), None
+    index, inverse = ctx.saved_tensors
+    return _scatter_sum_op(grad.contiguous(), inverse, index), None, None
 
 
 def _scatter_setup(ctx, inputs, output):
-    _, inverse = inputs
-    ctx.save_for_backward(inverse)
-    ctx.length = inputs[0].shape[3]
+    _, inverse, index = inputs
+    ctx.save_for_backward(inverse, index)
 
 
 def _scatter_backward(ctx, grad):
-    (inverse,) = ctx.saved_tensors
-    return _gather_seq_op(grad, _inverse_table(inverse, ctx.length)), None
+    inverse, index = ctx.saved_tensors
+    return _gather_seq_op(grad, index, inverse), None, None
 
 
 _gather_seq_op.register_autograd(_gather_backward, setup_context=_gather_setup)
 _scatter_sum_op.register_autograd(_scatter_backward, setup_context=_scatter_setup)
 
 
-def gather_sequences(x: torch.Tensor, index: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
+def gather_sequences(x: torch.Tensor, index: Union[ScanTable, torch.Tensor],
+                     backend: Optional[str] = None) -> torch.Tensor:
     """One batched gather of channels-last tokens x (B, T, C) into the K scanned sequences
-    (B, K, C, Lmax) of an index table (zeros at padding) -- LocalVim's reorder of xz, class token
-    included when the table is a ``middle_cls_index_table``. Its gradient sums each token's K steps."""
+    (B, K, C, Lmax) of a scan table (zeros at padding) -- LocalVim's reorder of xz, class token
+    included when the table has one. Its gradient sums each token's K steps.
+    ``index``: a :class:`ScanTable`, or an index tensor (K, Lmax) (checked, then used)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"gather_sequences: x must be (B, T, C), got {getattr(x, 'shape', type(x).__name__)}")
-    index = _gather_index(index, x.shape[1], x.device)
+    if isinstance(index, ScanTable):  # built by scan_table, so valid: never re-checked
+        table = _resolve_index(None, None, None, index, x.device)
+        if table.num_tokens != x.shape[1]:
+            raise ValueError(f"gather_sequences: x has {x.shape[1]} tokens but the scan table covers "
+                             f"{table.num_tokens}")
+    else:
+        checked = _gather_index(index, x.shape[1], x.device)
+        table = ScanTable(checked, inverse_of(checked, x.shape[1]), x.shape[1], ())
     if resolve_backend(backend) == "reference":
-        return reference.gather_tokens(x.transpose(1, 2), index)
-    return _gather_seq_op(x, index)
+        return reference.gather_tokens(x.transpose(1, 2), table.index)
+    return _gather_seq_op(x, table.index, table.inverse)
 
 
 def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
@@ -425,17 +410,15 @@ def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
     if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2:
         got = f"{index.dtype} tensor of shape {tuple(index.shape)}" if isinstance(index, torch.Tensor) else type(index).__name__
         raise ValueError(f"gather_sequences: index must be an int64 tensor (K, L), got {got}")
-    trusted = getattr(index, "_localmamba_tokens", None)  # built by scan_index_table / middle_cls_index_table
-    if trusted is None or trusted > num_tokens:
-        cpu = index.detach().cpu()
-        if cpu.numel() and (cpu.min() < -1 or cpu.max() >= num_tokens):
-            raise ValueError(f"gather_sequences: index entries must lie in [-1, {num_tokens}) (x has {num_tokens} "
-                             f"tokens), got range [{int(cpu.min())}, {int(cpu.max())}]")
-        ordered = cpu.sort(dim=1).values
-        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
-        if bool(repeated.any()):
-            row = int(repeated.any(dim=1).nonzero()[0])
-            raise ValueError(f"gather_sequences: index row {row} visits a token more than once")
+    cpu = index.detach().cpu()
+    if cpu.numel() and (cpu.min() < -1 or cpu.max() >= num_tokens):
+        raise ValueError(f"gather_sequences: index entries must lie in [-1, {num_tokens}) (x has {num_tokens} "
+                         f"tokens), got range [{int(cpu.min())}, {int(cpu.max())}]")
+    ordered = cpu.sort(dim=1).values
+    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if bool(repeated.any()):
+        row = int(repeated.any(dim=1).nonzero()[0])
+        raise ValueError(f"gather_sequences: index row {row} visits a token more than once")
     return index.to(device=device).contiguous()
 
 
@@ -444,7 +427,9 @@ def _unit_last(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
-def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
+def _resolve_index(directions, H, W, index, device) -> ScanTable:
+    """The scan table of the call: built from names (cached), a ScanTable as it is (moved to
+    ``device`` if needed), or a user's index tensor after checking that it is a valid table."""
     if (directions is None) == (index is None):
         raise ValueError(_err("give the scan orders either as directions (with H and W) or as an index table, "
                               "exactly one of them"))
@@ -452,15 +437,17 @@ def _resolve_index(directions, H, W, index, device) -> Tuple[torch.Tensor, int]:
         for name, v in (("H", H), ("W", W)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(_err(f"{name} must be a positive int with directions, got {v!r}"))
-        return scan_index_table(directions, H, W, device), H * W
+        return scan_table(directions, H, W, device)
+    if isinstance(index, ScanTable):  # built by scan_table, so valid: never re-checked
+        if index.index.device == device:
+            return index
+        return index._replace(index=index.index.to(device), inverse=index.inverse.to(device))
     if not isinstance(index, torch.Tensor):
-        raise ValueError(_err(f"index must be an int64 tensor (K, Lmax), got {type(index).__name__}"))
-    trusted = getattr(index, "_localmamba_tokens", None)  # built by scan_index_table / middle_cls_index_table
-    if trusted is not None and index.device == device:
-        return index, trusted
+        raise ValueError(_err(f"index must be a ScanTable or an int64 tensor (K, Lmax), got {type(index).__name__}"))
     num_tokens = int(index.max().item()) + 1 if index.numel() else 0
     _check_index_table(index, num_tokens)
-    return index.to(device=device).contiguous(), num_tokens
+    index = index.to(device=device).contiguous()
+    return ScanTable(index, inverse_of(index, num_tokens), num_tokens, ())
 
 
 def _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce,
@@ -551,12 +538,14 @@ def directional_selective_scan(
     u: (B, D, T) token order (shared by the directions) or (B, K, D, Lmax) sequence order.
     delta: (B, K, D, .) -- or, with ``dt_proj_weight`` (K, D, R), the low-rank dt (B, K, R, .).
     A: (K*D, N); B, C: (B, K, N, .); D, delta_bias: (K*D,) or (K, D); z: (B, K, D, .);
-    weights: (K,). Scan orders: ``directions`` (names) with H, W, or ``index`` (K, Lmax) int64.
+    weights: (K,). Scan orders: ``directions`` (names) with H, W, or ``index``: a ScanTable or an
+    int64 tensor (K, Lmax).
     Returns y in u's dtype: (B, K, D, T) ("BCL") or (B, K, T, D) ("BLC"); with reduce="sum"
     (B, D, T) or (B, T, D). State and accumulation in float32 (float64 for float64 inputs).
     """
     _check_arguments(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, delta_softplus, reduce, layout)
-    idx, num_tokens = _resolve_index(directions, H, W, index, u.device)
+    table = _resolve_index(directions, H, W, index, u.device)
+    idx, num_tokens = table.index, table.num_tokens
     D, delta_bias, dt_proj_weight = _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, idx,
                                                   num_tokens, (H, W) if H and W else None)
     K, dim = idx.shape[0], A.shape[0] // idx.shape[0]

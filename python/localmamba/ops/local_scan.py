@@ -12,7 +12,8 @@ import torch
 
 from . import _native, reference
 from .backend import resolve_backend
-from .directions import parse_directions, scan_length
+from .directions import ScanDirection, scan_length
+from .scan_table import parsed_directions, scan_table
 
 __all__ = ["scan_order", "local_scan", "local_reverse", "LAYOUTS"]
 
@@ -93,9 +94,10 @@ def _token_strides(x: torch.Tensor, layout: str, lead: int) -> Tuple[torch.Tenso
 
 
 @torch.library.custom_op("localmamba::local_scan", mutates_args=())
-def _local_scan_op(x: torch.Tensor, directions: str, H: int, W: int, layout: str, per_direction: bool) -> torch.Tensor:
-    forward, _ = _native.scan_index_maps(directions, H, W, x.device)
-    K, lmax = forward.shape
+def _local_scan_op(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, H: int, W: int, layout: str,
+                   per_direction: bool) -> torch.Tensor:
+    """Gathers through a scan table's ``index`` (K, Lmax); ``inverse`` (K, H*W) is for the backward."""
+    K, lmax = index.shape
     lead = 2 if per_direction else 1
     xv, stride_c, stride_t = _token_strides(x, layout, lead)
     B = x.shape[0]
@@ -103,22 +105,22 @@ def _local_scan_op(x: torch.Tensor, directions: str, H: int, W: int, layout: str
     out = torch.empty(B, K, C, lmax, dtype=x.dtype, device=x.device)
     _native.indexed_gather(
         xv, out, (B, K, C, lmax, H * W), (xv.stride(0), xv.stride(1) if per_direction else 0, stride_c, stride_t),
-        out.stride(), forward, False,
+        out.stride(), index, False,
     )
     return out
 
 
 @_local_scan_op.register_fake
-def _(x, directions, H, W, layout, per_direction):
-    K = len(directions.split(","))
-    lmax = max(scan_length(d, H, W) for d in directions.split(","))
+def _(x, index, inverse, H, W, layout, per_direction):
+    K, lmax = index.shape
     C = x.shape[-1] if layout == "BLC" else x.shape[2 if per_direction else 1]
     return x.new_empty(x.shape[0], K, C, lmax)
 
 
 @torch.library.custom_op("localmamba::local_reverse", mutates_args=())
-def _local_reverse_op(y: torch.Tensor, directions: str, H: int, W: int, layout: str, reduce_sum: bool) -> torch.Tensor:
-    _, inverse = _native.scan_index_maps(directions, H, W, y.device)
+def _local_reverse_op(y: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, H: int, W: int, layout: str,
+                      reduce_sum: bool) -> torch.Tensor:
+    """Scatters back through a scan table's ``inverse`` (K, H*W); ``index`` is for the backward."""
     B, K, C, lmax = y.shape
     L = H * W
     if reduce_sum:
@@ -134,27 +136,31 @@ def _local_reverse_op(y: torch.Tensor, directions: str, H: int, W: int, layout: 
 
 
 @_local_reverse_op.register_fake
-def _(y, directions, H, W, layout, reduce_sum):
+def _(y, index, inverse, H, W, layout, reduce_sum):
     B, K, C, _ = y.shape
     return y.new_empty(_spatial_shape(layout, (B,) if reduce_sum else (B, K), C, H, W))
 
 
 def _local_scan_setup(ctx, inputs, output):
-    _, ctx.directions, ctx.H, ctx.W, ctx.layout, ctx.per_direction = inputs
+    _, index, inverse, ctx.H, ctx.W, ctx.layout, ctx.per_direction = inputs
+    ctx.save_for_backward(index, inverse)
 
 
 def _local_scan_backward(ctx, grad):
-    grad_x = _local_reverse_op(grad, ctx.directions, ctx.H, ctx.W, ctx.layout, not ctx.per_direction)
-    return grad_x, None, None, None, None, None
+    index, inverse = ctx.saved_tensors
+    grad_x = _local_reverse_op(grad, index, inverse, ctx.H, ctx.W, ctx.layout, not ctx.per_direction)
+    return grad_x, None, None, None, None, None, None
 
 
 def _local_reverse_setup(ctx, inputs, output):
-    _, ctx.directions, ctx.H, ctx.W, ctx.layout, ctx.reduce_sum = inputs
+    _, index, inverse, ctx.H, ctx.W, ctx.layout, ctx.reduce_sum = inputs
+    ctx.save_for_backward(index, inverse)
 
 
 def _local_reverse_backward(ctx, grad):
-    grad_y = _local_scan_op(grad.contiguous(), ctx.directions, ctx.H, ctx.W, ctx.layout, not ctx.reduce_sum)
-    return grad_y, None, None, None, None, None
+    index, inverse = ctx.saved_tensors
+    grad_y = _local_scan_op(grad.contiguous(), index, inverse, ctx.H, ctx.W, ctx.layout, not ctx.reduce_sum)
+    return grad_y, None, None, None, None, None, None
 
 
 _local_scan_op.register_autograd(_local_scan_backward, setup_context=_local_scan_setup)
@@ -162,12 +168,8 @@ _local_reverse_op.register_autograd(_local_reverse_backward, setup_context=_loca
 
 
 # ----------------------------------------------------------------------------- public API
-def _canonical(directions) -> Tuple[str, ...]:
-    if isinstance(directions, str):
-        directions = [directions] if "," not in directions else directions.split(",")
-    if not isinstance(directions, (list, tuple)):
-        raise TypeError(f"directions must be a list of direction names, got {type(directions).__name__}")
-    return tuple(d.name for d in parse_directions(list(directions)))
+def _canonical(directions) -> Tuple[ScanDirection, ...]:
+    return parsed_directions(directions)
 
 
 def local_scan(
@@ -191,7 +193,8 @@ def local_scan(
     _check_spatial("x", x, layout, H, W, None)
     if resolve_backend(backend) == "reference":
         return reference.local_scan(x, list(dirs), H, W, layout)
-    return _local_scan_op(x, ",".join(dirs), H, W, layout, False)
+    table = scan_table(dirs, H, W, x.device)
+    return _local_scan_op(x, table.index, table.inverse, H, W, layout, False)
 
 
 def local_reverse(
@@ -221,8 +224,9 @@ def local_reverse(
     lmax = max(scan_length(d, H, W) for d in dirs)
     if y.shape[3] != lmax:
         raise ValueError(
-            f"y has length {y.shape[3]} along dim 3, but directions {list(dirs)} on a {H}x{W} grid need Lmax={lmax}"
+            f"y has length {y.shape[3]} along dim 3, but directions {[d.name for d in dirs]} on a {H}x{W} grid need Lmax={lmax}"
         )
     if resolve_backend(backend) == "reference":
         return reference.local_reverse(y, list(dirs), H, W, reduce, layout)
-    return _local_reverse_op(y, ",".join(dirs), H, W, layout, reduce == "sum")
+    table = scan_table(dirs, H, W, y.device)
+    return _local_reverse_op(y, table.index, table.inverse, H, W, layout, reduce == "sum")

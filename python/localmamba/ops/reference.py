@@ -53,11 +53,16 @@ def _visit(grid: torch.Tensor, direction: ScanDirection, fill: float) -> torch.T
     return seq
 
 
+def visit_order(direction: ScanDirection, H, W, device=None) -> torch.Tensor:
+    """Unchecked ``scan_order`` for a parsed direction, from torch ops only (traceable; H, W may be symbolic)."""
+    return _visit(_grid_positions(H, W, device), direction, -1)
+
+
 def scan_order(direction: Union[str, ScanDirection], H: int, W: int) -> torch.Tensor:
     """Spatial positions (int64) visited by `direction`; -1 marks padding tokens."""
     d = parse_direction(direction)
     scan_length(d, H, W)  # validates H, W
-    return _visit(_grid_positions(H, W), d, -1)
+    return visit_order(d, H, W)
 
 
 _LAYOUTS = ("BCHW", "BCL", "BLC")

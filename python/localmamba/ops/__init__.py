@@ -1,4 +1,7 @@
 """PyTorch ops: local scan / reverse, selective scan, and their pure-PyTorch references."""
+from ..errors import require_torch
+
+require_torch()  # one line saying how to install PyTorch, not a traceback deep in an op module
 from . import reference
 from .backend import BACKENDS, get_backend, resolve_backend, set_backend, use_backend
 from .directional_scan_infer import channels_last_scan_supported, directional_scan_channels_last

@@ -358,6 +358,10 @@ def test_native_checks_back_the_python_ones():
         _C.directional_scan_fwd("cpu", params)
     with pytest.raises(ValueError, match="out needs 4 strides, got 3"):
         params.out = _C.TensorArg(8, [4, 4, 1])
+    infer = _C.DirectionalScanInferParams(u=_C.TensorArg(8, [4, 0, 4, 1]), u_by_token=False)
+    assert infer.u.strides == [4, 0, 4, 1] and not infer.u_by_token and infer.B_by_token
+    with pytest.raises(ValueError, match="directional_scan_infer: B must have stride 1 along its last dimension"):
+        infer.B = _C.TensorArg(8, [4, 4, 1, 2])
 
 
 # ----------------------------------------------------------------------------- CUDA

@@ -38,9 +38,11 @@ else
     exit 1
   }
 fi
+# Through the environment, so every CMake build below (the sanitizer ones too) finds it.
+[ -z "$GTEST_PREFIX" ] || export CMAKE_PREFIX_PATH="$GTEST_PREFIX${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 mkdir -p "$(dirname "$BUILD_DIR")"
 cmake -S . -B "$BUILD_DIR" -DLOCALMAMBA_BUILD_TESTS=ON -DLOCALMAMBA_PYTHON=OFF \
-  -DLOCALMAMBA_CUDA="${LOCALMAMBA_CUDA:-AUTO}" -DCMAKE_BUILD_TYPE=Release ${GTEST_PREFIX:+"-DCMAKE_PREFIX_PATH=$GTEST_PREFIX"} \
+  -DLOCALMAMBA_CUDA="${LOCALMAMBA_CUDA:-AUTO}" -DCMAKE_BUILD_TYPE=Release \
   >"$BUILD_DIR.configure.log" 2>&1 || { cat "$BUILD_DIR.configure.log"; exit 1; }
 grep "localmamba:" "$BUILD_DIR.configure.log" || true
 cmake --build "$BUILD_DIR" -j "$JOBS"

@@ -22,6 +22,7 @@ using namespace localmamba::bindings;
 
 void register_selective_scan(py::module_& m);  // bind_selective_scan.cpp
 void register_directional_scan(py::module_& m);  // bind_directional_scan.cpp
+void register_directional_scan_infer(py::module_& m);  // bind_directional_scan_infer.cpp
 
 namespace {
 
@@ -154,4 +155,5 @@ PYBIND11_MODULE(_C, m) {
 
   register_selective_scan(m);
   register_directional_scan(m);
+  register_directional_scan_infer(m);
 }

@@ -144,3 +144,15 @@ def test_ss2d_inference_path_matches_the_training_path():
         assert mixer._channels_last_scan(x)
         y_infer = mixer(x)
     assert_close(y_infer, y_train.detach(), torch.float32, "SS2D")
+
+
+def test_training_after_inference_mode_reuses_the_cached_scan_table():
+    """A scan table first built under inference_mode is cached; training must still save it for backward."""
+    from localmamba.nn.mixers import SS2D
+
+    mixer = SS2D(8, ("h", "w2"), d_state=3)
+    x = torch.randn(1, 3, 4, 8)
+    with torch.inference_mode():
+        mixer(x)
+    mixer(x).sum().backward()
+    assert mixer.x_proj_weight.grad is not None

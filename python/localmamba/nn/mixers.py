@@ -54,40 +54,34 @@ class _GatedSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, y, ln_w, ln_b, w1, b1, w2, b2, attn):
+    def forward(ctx, y, ln_w, ln_b, w1, b1, w2, b2, eps: float):
         Bn, K, L, C = y.shape
         record_flops("scattn_layer_norm", 5 * y.numel())  # as counted for the LayerNorm it replaces
         g, mus, rstds = [], [], []
         for k in range(K):
             yk = y[:, k]
             var, mu = torch.var_mean(yk, -1, correction=0, keepdim=True)  # (B, L, 1)
-            rstd = (var + attn.norm.eps).rsqrt()
+            rstd = (var + eps).rsqrt()
             # mean_t xhat = (sum_t rstd_t y_t - sum_t rstd_t mu_t) / L
             xm = (torch.bmm(rstd.transpose(1, 2), yk) - (rstd * mu).sum(1, keepdim=True)) / L  # (B, 1, C)
             g.append(xm * ln_w + ln_b)
             mus.append(mu)
             rstds.append(rstd)
         g = torch.stack(g, 1)  # (B, K, 1, C)
-        s = attn.gate_fn(F.linear(attn.act_fn(F.linear(g, w1, b1)), w2, b2))
+        s = torch.sigmoid(F.linear(F.gelu(F.linear(g, w1, b1)), w2, b2))  # SCAttn's gate
         merged = y[:, 0] * s[:, 0]
         for k in range(1, K):
             merged.addcmul_(y[:, k], s[:, k])  # forward runs without autograd
         ctx.save_for_backward(y, ln_w, ln_b, w1, b1, w2, b2, g, s, torch.stack(mus, 1), torch.stack(rstds, 1))
-        ctx.attn = attn
         return merged
 
     @staticmethod
     def backward(ctx, grad):
         y, ln_w, ln_b, w1, b1, w2, b2, g, s, mu, rstd = ctx.saved_tensors
-        attn = ctx.attn
         K, L, C = y.shape[1], y.shape[2], y.shape[3]
         grad = grad.contiguous()
         grad_s = torch.stack([(grad * y[:, k]).sum(1, keepdim=True) for k in range(K)], 1)  # (B, K, 1, C)
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_() for t in (g, w1, b1, w2, b2)]
-            g_, w1_, b1_, w2_, b2_ = leaves
-            s_ = attn.gate_fn(F.linear(attn.act_fn(F.linear(g_, w1_, b1_)), w2_, b2_))
-            grad_g, dw1, db1, dw2, db2 = torch.autograd.grad(s_, leaves, grad_s)
+        grad_g, dw1, db1, dw2, db2 = _gate_backward(g, w1, b1, w2, s, grad_s)
         # direction-major storage: each direction's slice is contiguous and written in place
         grad_y = y.new_empty((K, y.shape[0], L, C)).transpose(0, 1)
         dln_w = torch.zeros_like(ln_w)
@@ -110,10 +104,29 @@ class _GatedSum(torch.autograd.Function):
         return grad_y, dln_w, dln_b, dw1, db1, dw2, db2, None
 
 
+def _gate_backward(g, w1, b1, w2, s, grad_s):
+    """Gradients of s = sigmoid(W2 gelu(W1 g + b1) + b2) written out (no autograd call inside a
+    backward, so torch.compile keeps the layer in one graph). g, s, grad_s: (B, K, 1, C)."""
+    a1 = F.linear(g, w1, b1)  # (B, K, 1, R)
+    h = F.gelu(a1)
+    d_a2 = grad_s * s * (1 - s)
+    dh = d_a2 @ w2
+    cdf = 0.5 * (1 + torch.erf(a1 * 0.7071067811865476))
+    pdf = torch.exp(-0.5 * a1 * a1) * 0.3989422804014327
+    d_a1 = dh * (cdf + a1 * pdf)  # exact GELU derivative
+    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
+    dw2 = flat(d_a2).t() @ flat(h)
+    dw1 = flat(d_a1).t() @ flat(g)
+    return d_a1 @ w1, dw1, flat(d_a1).sum(0), dw2, flat(d_a2).sum(0)
+
+
 def _gated_sum(y: torch.Tensor, attn) -> torch.Tensor:
     """sum_k attn(y)[:, k] for a fixed-architecture SS2D (see _GatedSum)."""
+    if not (isinstance(attn.act_fn, nn.GELU) and attn.act_fn.approximate == "none"
+            and isinstance(attn.gate_fn, nn.Sigmoid)):
+        raise TypeError("_gated_sum writes out SCAttn's exact-GELU / sigmoid gate; got another gate")
     return _GatedSum.apply(y, attn.norm.weight, attn.norm.bias, attn.global_reduce.weight, attn.global_reduce.bias,
-                           attn.channel_select.weight, attn.channel_select.bias, attn)
+                           attn.channel_select.weight, attn.channel_select.bias, float(attn.norm.eps))
 
 
 class _BackendMixin:

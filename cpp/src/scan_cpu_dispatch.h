@@ -4,6 +4,7 @@
 #pragma once
 
 #include "localmamba/directional_scan.h"
+#include "localmamba/directional_scan_infer.h"
 #include "localmamba/selective_scan.h"
 
 namespace localmamba {
@@ -16,6 +17,7 @@ struct ScanCpuKernels {
   void (*bwd)(const SelectiveScanParams&, const SelectiveScanGrads&);
   void (*dir_fwd)(const DirectionalScanParams&);
   void (*dir_bwd)(const DirectionalScanParams&, const DirectionalScanGrads&);
+  void (*dir_infer)(const DirectionalScanInferParams&);
 };
 
 namespace ss_baseline {

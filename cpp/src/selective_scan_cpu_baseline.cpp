@@ -3,10 +3,11 @@
 #define LOCALMAMBA_SS_VECTOR_BYTES 16
 #include "selective_scan_cpu_kernel.h"
 #include "directional_scan_cpu_kernel.h"
+#include "directional_scan_infer_cpu_kernel.h"
 #include "scan_cpu_dispatch.h"
 
 namespace localmamba {
 namespace ss_baseline {
-const ScanCpuKernels kKernels = {true, run_fwd, run_bwd, run_dir_fwd, run_dir_bwd};
+const ScanCpuKernels kKernels = {true, run_fwd, run_bwd, run_dir_fwd, run_dir_bwd, run_dir_infer};
 }  // namespace ss_baseline
 }  // namespace localmamba

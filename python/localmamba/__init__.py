@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from . import _C  # noqa: F401  (the native extension; built by `pip install .`)
@@ -20,6 +21,22 @@ _LAZY = {
 def build_info() -> dict:
     """Facts about the native build: version, compiler, SIMD, CUDA architectures and status."""
     return dict(_C.build_info())
+
+
+def get_cmake_dir() -> str:
+    """The folder holding localmambaConfig.cmake inside the installed package, for other projects'
+    `find_package(localmamba)` (pass it as localmamba_DIR or in CMAKE_PREFIX_PATH); it ships the
+    static C++ core (and CUDA library when built) with the public headers. Also printed by
+    `python -m localmamba --cmake-dir`."""
+    # Beside the extension module: in an editable install the Python sources stay in the checkout
+    # while the installed build products (the extension, libraries, headers) live elsewhere.
+    folder = os.path.join(os.path.dirname(os.path.abspath(_C.__file__)), "share", "cmake", "localmamba")
+    if not os.path.isfile(os.path.join(folder, "localmambaConfig.cmake")):
+        raise FileNotFoundError(
+            f"no localmambaConfig.cmake in {folder}: this localmamba was not installed from a wheel or"
+            " `pip install .` (a source checkout has none; `cmake --install` a CMake build instead)"
+        )
+    return folder
 
 
 def __getattr__(name: str):

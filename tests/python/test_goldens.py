@@ -1,20 +1,17 @@
-"""Fidelity: small configurations run through the official release (shared/reference/goldens).
+"""Fidelity: small configurations run through the official release (tests/data/goldens).
 
 Each golden holds the release's weights (official key names), an input, the logits and the input
 gradient. Our equivalent model must load the weights with strict=True and reproduce the logits
 (<= 1e-4 relative) and input gradients (<= 1e-3 relative) in fp32 on CPU, on every backend.
 """
-import os
-
 import pytest
 import torch
 from _tolerance import RULES, assert_close_by_rule
 
 from localmamba.models import LocalVim, LocalVMamba
 
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-GOLDEN_DIR = os.path.join(REPO_ROOT, "..", "shared", "reference", "goldens")
-CASES = ["vim_plain", "vim_mid_cls", "vim_search", "vssm_small_grid", "vssm_odd", "vssm_search"]
+from test_data_files import GOLDEN_CASES as CASES
+from test_data_files import golden
 
 
 def _backends():
@@ -22,10 +19,7 @@ def _backends():
 
 
 def _load(case):
-    path = os.path.join(GOLDEN_DIR, f"{case}.pt")
-    if not os.path.isfile(path):
-        pytest.skip(f"golden {path} not found: the shared/ folder must sit beside the repository")
-    return torch.load(path, weights_only=True)
+    return golden(case)
 
 
 def build_equivalent(blob):

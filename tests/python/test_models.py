@@ -1,7 +1,4 @@
 """Models: registry, official state-dict layout, strict loads, training step, backends, input sizes."""
-import json
-import os
-
 import pytest
 import torch
 from _tolerance import assert_close_by_rule
@@ -10,8 +7,8 @@ import localmamba
 from localmamba.models import LocalVim, LocalVimBackbone, LocalVMamba, LocalVMambaBackbone, create_model, list_models
 from localmamba.nn import MultiMamba, SS2D
 
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MANIFEST_DIR = os.path.join(REPO_ROOT, "..", "shared", "reference", "official_state_dicts")
+from test_data_files import official_manifest
+
 RELEASED = [
     "local_vim_tiny", "local_vim_tiny_middle_cls_token", "local_vim_small", "local_vim_tiny_search",
     "local_vim_tiny_wo_search", "local_vssm_tiny", "local_vssm_small", "local_vssm_tiny_search",
@@ -26,11 +23,7 @@ BACKEND = None
 
 
 def _manifest(name):
-    path = os.path.join(MANIFEST_DIR, f"{name}.json")
-    if not os.path.isfile(path):
-        pytest.skip(f"manifest {path} not found: the shared/ folder must sit beside the repository")
-    with open(path) as f:
-        return json.load(f)
+    return official_manifest(name)
 
 
 def _meta_model(name, **kwargs):

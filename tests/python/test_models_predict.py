@@ -54,4 +54,4 @@ def test_predict_text_output_and_errors(tmp_path, image, capsys):
     assert "1. class " in out and "3. class " in out and "4. " not in out
     assert main(["predict", image, "--model", "nope", "--checkpoint", "x.pth"]) == 2
     assert main(["predict", "missing.png", "--model", "local_vssm_test", "--checkpoint", "x.pth"]) == 2
-    assert main(["predict", image, "--model", "local_vssm_test", "--checkpoint", str(tmp_path / "none.pth")]) == 1
+    assert main(["predict", image, "--model", "local_vssm_test", "--checkpoint", str(tmp_path / "none.pth")]) == 2

@@ -130,7 +130,7 @@ def test_search_export_train_round_trip(tmp_path, family):
 def test_export_rejects_non_search_checkpoint(tmp_path):
     torch.save({"model": {"head.weight": torch.zeros(2, 2)}}, tmp_path / "plain.pth")
     res = _cli("export-directions", str(tmp_path / "plain.pth"))
-    assert res.returncode == 1 and "search supernet" in res.stderr
+    assert res.returncode == 2 and "search supernet" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_export_from_release_style_checkpoint(tmp_path):

@@ -46,6 +46,10 @@ def tiny_cfg(out_dir, model="local_vim_test", **extra):
     return load_config("digits/local_vim", overrides)
 
 
+def epoch_losses(run_dir):
+    return {r["epoch"]: r["train_loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["event"] == "epoch"}
+
+
 def step_losses(run_dir):
     return {r["step"]: r["loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["event"] == "step"}
 
@@ -184,11 +188,15 @@ def test_resume_is_bit_identical(tmp_path, stop):
     part = run_training(tiny_cfg(tmp_path / "part", **extra, **{"train.stop_after_steps": stop}))
     assert part["stopped_early"] and part["global_step"] == stop
     assert not (tmp_path / "part" / "model.safetensors").exists()
-    resumed = run_training(tiny_cfg(tmp_path / "ignored", **{"train.device": "cpu"}), resume=str(tmp_path / "part"))
+    # log.* come from the run's config (interval 1), not from this command line (interval 5)
+    resumed = run_training(tiny_cfg(tmp_path / "ignored", **{"train.device": "cpu", "log.interval": 5}),
+                           resume=str(tmp_path / "part"))
     assert resumed["global_step"] == full["global_step"] == 12
     a, b = step_losses(tmp_path / "full"), step_losses(tmp_path / "part")
     assert sorted(b) == list(range(1, 13))  # records of the stopped run kept, resumed appended
     assert a == b  # bit-identical, including the first step after the resume
+    # the epoch's train_loss averages the whole epoch, also the one resumed mid-way
+    assert epoch_losses(tmp_path / "full") == epoch_losses(tmp_path / "part")
     ca = load_training_checkpoint(tmp_path / "full" / "last.pt")
     cb = load_training_checkpoint(tmp_path / "part" / "last.pt")
     for k in ca["model"]:
@@ -243,6 +251,56 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
     assert steps == list(range(1, 19))
 
 
+DIE_WRITING = textwrap.dedent("""
+    import os, signal, sys, tempfile
+    from pathlib import Path
+    import localmamba.atomic_files as af
+    from localmamba.train import load_config, run_training
+
+    target, epochs = sys.argv[1], sys.argv[2]
+    real = af._atomic_write
+
+    def dying(path, write_fn):
+        path = Path(path)
+        if path.name == target:  # half the bytes reach the temporary file, then the process dies
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                write_fn(f)
+                f.flush()
+                f.truncate(f.tell() // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, write_fn)
+
+    af._atomic_write = dying
+    run_training(load_config("digits/local_vim", sys.argv[3:] + [f"sched.epochs={epochs}"]))
+""")
+
+
+@pytest.mark.parametrize("target,epochs", [("model_best.safetensors", 1), ("best.pt", 2)])
+def test_kill_during_best_writes_is_repaired_on_resume(tmp_path, target, epochs):
+    """A kill while writing the best weights must not leave them missing or stale, nor a .tmp."""
+    from safetensors import safe_open
+
+    script = tmp_path / "die.py"
+    script.write_text(DIE_WRITING)
+    out = tmp_path / "run"
+    args = ["model.name=local_vim_test", "model.kwargs={}", "model.directions=null", "data.img_size=32",
+            "data.limit_train=48", "data.limit_val=40", "sched.warmup_epochs=0", "train.batch_size=8",
+            "train.threads=1", "log.progress=false", f"output.dir={out}"]
+    proc = subprocess.run([sys.executable, str(script), target, str(epochs), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert list(out.glob(f".{target}.*.tmp")) and not (out / target).exists()
+    summary = run_training(load_config("digits/local_vim", [*args, f"sched.epochs={epochs}"]), resume=str(out))
+    assert not list(out.glob(".*.tmp"))
+    best_epoch = summary["best"]["epoch"]
+    best = load_training_checkpoint(out / "best.pt")
+    assert best["epoch"] == best_epoch and best["global_step"] == 6 * best_epoch
+    with safe_open(str(out / "model_best.safetensors"), framework="pt") as f:
+        assert f.metadata()["epoch"] == str(best_epoch)
+        assert all(torch.equal(f.get_tensor(k), best["model"][k]) for k in f.keys())
+
+
 # ----------------------------------------------------------------------------- eval / CLI
 
 def _cli(*args, cwd=None):
@@ -277,7 +335,7 @@ def test_cli_errors_and_listing(tmp_path):
     res = _cli("train", "--model", "local_vim_tiniest", "--epochs", "1", "--output", str(tmp_path / "x"))
     assert res.returncode == 2 and "unknown model 'local_vim_tiniest'" in res.stderr
     res = _cli("train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"), "--output", str(tmp_path / "y"))
-    assert res.returncode == 1 and "CIFAR-10" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "CIFAR-10" in res.stderr and "Traceback" not in res.stderr
     res = _cli("train", "--print-config", "--lr", "0.01", "--epochs", "3")
     assert res.returncode == 0 and "lr: 0.01" in res.stdout and "epochs: 3" in res.stdout
     res = _cli("train", "--amp", "fp16", "--device", "cpu", "--output", str(tmp_path / "z"))

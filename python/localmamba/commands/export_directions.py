@@ -22,41 +22,28 @@ def register(subparsers) -> None:
 
 
 def _main(args) -> int:
-    import sys
     from pathlib import Path
 
     import torch
 
+    from ..errors import UserError
     from ..search import alphas_from_state_dict, directions_record, plot_alpha_heatmap, write_directions
-    from ..train.checkpoint import extract_state_dict
+    from ..train.artifacts import open_checkpoint
 
-    src = Path(args.checkpoint).expanduser()
-    if src.is_dir():
-        src = src / "last.pt"
-    if not src.is_file():
-        print(f"localmamba: error: checkpoint {str(src)!r} not found", file=sys.stderr)
-        return 1
+    ck = open_checkpoint(args.checkpoint, "CKPT_OR_RUN_DIR", prefer_ema=args.ema)
+    src, sd = ck.path, ck.state_dict
     model_name, top_k = None, 4
-    if src.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(src))
-    else:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-        sd = extract_state_dict(obj, prefer_ema=args.ema)
-        if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-            model_name = obj["config"]["model"]["name"]
-            top_k = obj["config"].get("search", {}).get("top_k", top_k)
+    if ck.config is not None:
+        model_name = ck.config["model"]["name"]
+        top_k = ck.config.get("search", {}).get("top_k", top_k)
     if args.top_k is not None:
         top_k = args.top_k
     alphas = alphas_from_state_dict(sd)
     if not alphas:
-        print(f"localmamba: error: {src} has no direction logits (parameters named '*multi_scan.weights'); "
-              "export-directions needs a search supernet checkpoint", file=sys.stderr)
-        return 1
+        raise UserError(f"CKPT_OR_RUN_DIR {src}: has no direction logits (parameters named '*multi_scan.weights'); "
+                        "export-directions needs a search supernet checkpoint")
     if not 1 <= top_k <= 8:
-        print(f"localmamba: error: --top-k must be between 1 and 8, got {top_k}", file=sys.stderr)
-        return 2
+        raise UserError(f"--top-k {top_k}: must be between 1 and 8")
     record = directions_record(alphas, top_k, str(src), model_name)
     out = Path(args.output) if args.output else src.parent / "directions.json"
     write_directions(record, out)

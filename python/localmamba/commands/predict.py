@@ -1,27 +1,35 @@
 """`localmamba predict`: top-k classes of one or more images with a LocalMamba model.
 
-Images are resized (shorter side to size / crop_pct, bicubic), centre-cropped to the model's
-input size and normalised with the ImageNet mean and std, as in evaluation. A 1000-class model
-reports ImageNet class names; other models report class indices.
+--checkpoint takes what `localmamba train` writes (a run folder, last.pt / best.pt, its
+.safetensors files): the model is rebuilt from the run's config (name, sizes, directions) and
+images are prepared as the run's evaluation did (input size, channels, mean / std, crop).
+Other weights (an official release .pth) need --model. Images are resized (shorter side to
+size / crop_pct, bicubic) and centre-cropped. A 1000-class model reports ImageNet class names;
+other models report class indices.
 
-Example:
+Examples:
+    localmamba predict digit.png --checkpoint runs/train-local_vim-digits-20261130-120000/
     localmamba predict cat.jpg --model local_vssm_tiny --checkpoint local_vssm_tiny.pth
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
 from typing import List, Sequence, Tuple
+
+from ..errors import UserError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="classify images (top-k predictions)", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s) (anything Pillow reads)")
-    p.add_argument("--model", required=True, help="registered model name, e.g. local_vim_tiny or local_vssm_small")
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="weights: .pth/.ckpt (raw or under model/state_dict/state_dict_ema) or .safetensors")
+    p.add_argument("--model", default=None,
+                   help="registered model name (only for weights that record no architecture, e.g. a release .pth)")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE",
+                   help="a run folder or file written by localmamba train, or weights: .pth/.ckpt (raw or under "
+                        "model/state_dict/state_dict_ema) or .safetensors")
     p.add_argument("--topk", type=int, default=5, help="number of classes to print (default 5)")
     p.add_argument("--img-size", type=int, default=None, help="input resolution (default: the model's, 224)")
     p.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's, 0.875)")
@@ -41,7 +49,7 @@ def preprocess(path: str, img_size: int, crop_pct: float, mean: Sequence[float],
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = im.convert("L" if len(mean) == 1 else "RGB")
         scale = int(math.floor(img_size / crop_pct))
         w, h = im.size
         if w <= h:
@@ -52,8 +60,8 @@ def preprocess(path: str, img_size: int, crop_pct: float, mean: Sequence[float],
         left, top = (new_w - img_size) // 2, (new_h - img_size) // 2
         im = im.crop((left, top, left + img_size, top + img_size))
         arr = np.asarray(im, dtype=np.float32) / 255.0
-    x = torch.from_numpy(arr).permute(2, 0, 1)
-    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    x = torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1)
+    x = (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
     return x
 
 
@@ -78,36 +86,77 @@ def predict(model, images: Sequence[str], img_size: int, crop_pct: float, topk: 
     return [[(int(i), names[int(i)], float(p)) for p, i in zip(vals, idx)] for vals, idx in zip(top.values, top.indices)]
 
 
-def main(args) -> int:
-    import os
+def _open_images(paths: Sequence[str]) -> None:
+    from PIL import Image, UnidentifiedImageError
 
-    from ..models import create_model, get_model_cfg, load_checkpoint
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except FileNotFoundError:
+            raise UserError(f"IMAGE {path}: not found") from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            reason = "empty file" if os.path.isfile(path) and os.path.getsize(path) == 0 else type(exc).__name__
+            raise UserError(f"IMAGE {path}: not an image Pillow can read ({reason}); give a PNG, JPEG, ... file") \
+                from None
 
+
+def _model_from_run(ck, args):
+    """The model a run recorded (its config, or the architecture in the weights), with its
+    input size, channels, normalisation and crop."""
+    from ..data.datasets import IMAGENET_MEAN, IMAGENET_STD
+    from ..train.artifacts import load_weights
+    from ..train.modeling import build_model
+
+    rec = ck.recorded
+    if args.model is not None and args.model != rec["model"]["name"]:
+        raise UserError(f"--model {args.model}: the checkpoint {ck.path} holds a {rec['model']['name']!r} model; "
+                        "drop --model")
+    data = rec["data"]
+    if args.num_classes is not None and args.num_classes != data.get("num_classes"):
+        raise UserError(f"--num-classes {args.num_classes}: the checkpoint {ck.path} has {data.get('num_classes')} "
+                        "classes; drop --num-classes")
+    cfg = {"model": {**rec["model"], "drop_path": 0.0, "pretrained": None}, "data": {"img_size": data["img_size"]}}
+    if args.backend is not None:
+        cfg["model"]["kwargs"] = {**cfg["model"]["kwargs"], "backend": args.backend}
+    model = build_model(cfg, data["num_classes"], data["in_chans"])
+    load_weights(model, ck, rec["model"]["name"])
+    in_chans = data["in_chans"]
+    mean = data.get("mean") or (IMAGENET_MEAN if in_chans == 3 else (0.5,) * in_chans)
+    std = data.get("std") or (IMAGENET_STD if in_chans == 3 else (0.5,) * in_chans)
+    return model, args.img_size or data["img_size"], args.crop_pct or data.get("crop_pct") or 0.875, mean, std
+
+
+def _model_from_registry(ck, args):
+    from ..models import create_model, get_model_cfg
+    from ..train.artifacts import load_weights
+
+    if args.model is None:
+        raise UserError(f"--checkpoint {ck.path}: these weights record no architecture; pass --model NAME, or give "
+                        "the run folder written by localmamba train")
     try:
-        cfg = get_model_cfg(args.model)
+        mcfg = get_model_cfg(args.model)
     except ValueError as exc:
-        print(f"localmamba predict: {exc}", file=sys.stderr)
-        return 2
-    if args.topk < 1:
-        print("localmamba predict: --topk must be >= 1", file=sys.stderr)
-        return 2
-    for path in args.images:
-        if not os.path.isfile(path):
-            print(f"localmamba predict: image not found: {path}", file=sys.stderr)
-            return 2
-    img_size = args.img_size or cfg["input_size"][-1]
-    crop_pct = args.crop_pct or cfg["crop_pct"]
+        raise UserError(f"--model {args.model}: {exc}") from None
     kwargs = dict(backend=args.backend)
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     model = create_model(args.model, **kwargs)
-    try:
-        load_checkpoint(model, args.checkpoint, prefer_ema=args.ema)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"localmamba predict: cannot load {args.checkpoint} into {args.model}: {exc}", file=sys.stderr)
-        return 1
+    load_weights(model, ck, args.model)
+    return model, args.img_size or mcfg["input_size"][-1], args.crop_pct or mcfg["crop_pct"], mcfg["mean"], mcfg["std"]
+
+
+def main(args) -> int:
+    from ..train.artifacts import open_checkpoint
+
+    if args.topk < 1:
+        raise UserError(f"--topk {args.topk}: must be >= 1")
+    _open_images(args.images)
+    ck = open_checkpoint(args.checkpoint, "--checkpoint", prefer_ema=args.ema)
+    build = _model_from_run if ck.recorded is not None else _model_from_registry
+    model, img_size, crop_pct, mean, std = build(ck, args)
     model = model.to(args.device).eval()
-    results = predict(model, args.images, img_size, crop_pct, args.topk, cfg["mean"], cfg["std"], args.device)
+    results = predict(model, args.images, img_size, crop_pct, args.topk, mean, std, args.device)
     if args.json:
         print(json.dumps([{"image": img, "top": [{"index": i, "label": n, "prob": p} for i, n, p in res]}
                           for img, res in zip(args.images, results)], indent=2))

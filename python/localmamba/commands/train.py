@@ -32,16 +32,14 @@ def _add(p, default_config: str) -> None:
 
 
 def _main(args, command: str, default_config: str) -> int:
-    from ..train.cli_common import config_from_args, run_cli
+    from ..train.cli_common import config_from_args, print_config, run_cli
 
     def go() -> int:
-        import yaml
-
         from ..train.engine import run_training
 
         cfg = config_from_args(args, default_config)
         if args.print_config:
-            print(yaml.safe_dump(cfg, sort_keys=False), end="")
+            print_config(cfg)
             return 0
         run_training(cfg, command=command, resume=args.resume)
         return 0

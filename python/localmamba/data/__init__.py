@@ -1,5 +1,6 @@
 """Datasets, transforms, samplers and loaders for training and evaluation."""
-from .datasets import DataError, DatasetInfo, TensorImageDataset, build_datasets, load_cifar, load_digits, load_imagefolder
+from .datasets import (DataError, DatasetInfo, TensorImageDataset, build_datasets, load_cifar, load_digits,
+                       load_imagefolder, record_dataset_fields)
 from .registry import DatasetSpec, dataset_names, get_dataset, register_dataset
 from .samplers import ShardedEvalSampler, ShardedTrainSampler
 from .transforms import SeededDataset, build_mixup, build_transform
@@ -17,6 +18,7 @@ __all__ = [
     "ShardedEvalSampler",
     "ShardedTrainSampler",
     "build_datasets",
+    "record_dataset_fields",
     "build_eval_loader",
     "build_loaders",
     "build_mixup",

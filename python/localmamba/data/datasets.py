@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .registry import get_dataset, register_dataset
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "load_cifar",
     "load_imagefolder",
     "build_datasets",
+    "record_dataset_fields",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -38,7 +40,7 @@ CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A dataset or a data-pipeline dependency is missing or malformed (a user-facing error)."""
 
 
@@ -255,6 +257,16 @@ def _cifar100(d: Mapping[str, Any]):
                   description="ImageNet-layout folders data.root/<split>/<class>/<image>")
 def _imagefolder(d: Mapping[str, Any]):
     return load_imagefolder(d["root"], d["train_split"], d["val_split"])
+
+
+def record_dataset_fields(data_cfg: Dict[str, Any], info: Mapping[str, Any]) -> Dict[str, Any]:
+    """Fills the data.* values left automatic (None) with the dataset's, as a run records them
+    in its config: num_classes, in_chans, and the normalisation mean / std used."""
+    data_cfg["num_classes"] = data_cfg["num_classes"] or info["num_classes"]
+    data_cfg["in_chans"] = data_cfg["in_chans"] or info["in_chans"]
+    data_cfg["mean"] = [float(v) for v in info["mean"]]
+    data_cfg["std"] = [float(v) for v in info["std"]]
+    return data_cfg
 
 
 def build_datasets(cfg: Dict[str, Any]):

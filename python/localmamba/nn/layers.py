@@ -259,7 +259,8 @@ class MultiScan(nn.Module):
         key = (H, W, cls_index, device)
         table = self._tables.get(key)
         if table is None:
-            table = self._tables[key] = scan_table(self.scan_directions, H, W, device, cls_index)
+            with torch.inference_mode(False):  # a cached table outlives the call: never an inference tensor
+                table = self._tables[key] = scan_table(self.scan_directions, H, W, device, cls_index)
         return table
 
     def direction_weights(self) -> torch.Tensor:

@@ -15,10 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops import gather_sequences
+from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
-from .scan import causal_depthwise_conv1d, directional_selective_scan, record_flops, selective_scan
+from .scan import (causal_depthwise_conv1d, directional_scan_channels_last, directional_selective_scan, record_flops,
+                   selective_scan)
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
 
@@ -334,6 +335,8 @@ class SS2D(_BackendMixin, nn.Module):
         """
         B, Di, H, W = x.shape
         N, R = self.d_state, self.dt_rank
+        if self._channels_last_scan(x):
+            return self._forward_core_channels_last(x)
         xs = _dense(x.reshape(B, Di, H * W), x.dtype)
         x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight.to(xs.dtype))  # (B, K, R+2N, HW)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
@@ -352,18 +355,44 @@ class SS2D(_BackendMixin, nn.Module):
             y = _gated_sum(y, self.multi_scan.attn)
         return self.out_norm(y)
 
+    def _channels_last_scan(self, x: torch.Tensor) -> bool:
+        """Whether the forward-only channels-last scan runs (native backend, CPU, no gradient)."""
+        return self._backend() == "native" and channels_last_scan_supported(
+            x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds)
+
+    def _forward_core_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward_core for inference: the tokens stay (B, HW, Di), x_proj is one GEMM over every
+        direction, and the scan reads u, dt, B, C in that layout (no transposed copies)."""
+        B, Di, H, W = x.shape
+        K, N, R = self.num_directions, self.d_state, self.dt_rank
+        xs = x.permute(0, 2, 3, 1).reshape(B, H * W, Di)  # a view when x is channels_last in memory
+        x_dbl = F.linear(xs, self.x_proj_weight.reshape(K * (R + 2 * N), Di)).view(B, H * W, K, R + 2 * N)
+        dts, Bs, Cs = (t.transpose(1, 2) for t in torch.split(x_dbl, [R, N, N], dim=-1))  # (B, K, HW, .)
+        y = directional_scan_channels_last(
+            xs, dts, -torch.exp(self.A_logs), Bs, Cs, self.multi_scan.scan_table(H, W, xs.device).index, H * W,
+            dt_proj_weight=self.dt_projs_weight, D=self.Ds, delta_bias=self.dt_projs_bias.reshape(-1),
+            delta_softplus=True,
+        )  # (B, K, HW, Di)
+        if self.multi_scan.search:
+            y = self.multi_scan.merge(self.multi_scan.attn(y))
+        else:
+            y = _gated_sum(y, self.multi_scan.attn)
+        return self.out_norm(y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, H, W, d_model) channels-last -> same shape."""
         B, H, W, _ = x.shape
         xz = self.in_proj(x)
+        # inference keeps the tokens channels-last in memory end to end (see forward_core)
+        fmt = torch.channels_last if self._channels_last_scan(xz) else torch.contiguous_format
         if self.d_conv > 1:
             x, z = xz.chunk(2, dim=-1)
             z = self.act(z)
-            x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
+            x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)))
         else:
             xz = self.act(xz)
             x, z = xz.chunk(2, dim=-1)
-            x = x.permute(0, 3, 1, 2).contiguous()
+            x = x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
         y = self.forward_core(x).view(B, H, W, -1).to(z.dtype)
         return self.dropout(self.out_proj(y * z))
 

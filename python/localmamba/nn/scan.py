@@ -22,6 +22,7 @@ from ..ops.backend import resolve_backend
 __all__ = [
     "selective_scan",
     "directional_selective_scan",
+    "directional_scan_channels_last",
     "causal_depthwise_conv1d",
     "count_scans",
     "ScanRecord",
@@ -177,3 +178,25 @@ def directional_selective_scan(
     return _op(u, delta, A, B, C, directions, H, W, index=index, D=D, delta_bias=delta_bias,
                delta_softplus=delta_softplus, z=z, dt_proj_weight=dt_proj_weight, layout=layout,
                backend=resolve_backend(backend))
+
+
+def directional_scan_channels_last(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                                   C: torch.Tensor, index: torch.Tensor, num_tokens: int, **kwargs) -> torch.Tensor:
+    """The forward-only channels-last directional scan (``localmamba.ops.directional_scan_channels_last``)
+    with the same FLOP accounting as :func:`directional_selective_scan` (one scan over K·D channels
+    at the padded length, plus the in-kernel delta projection)."""
+    from ..ops.directional_scan_infer import directional_scan_channels_last as _op
+
+    K, lmax = index.shape
+    batch, dim = u.shape[0], u.shape[-1]
+    stack = _counters()
+    if stack:
+        record = ScanRecord(batch, K * dim, lmax, A.shape[1])
+        for counter in stack:
+            counter.records.append(record)
+        weight = kwargs.get("dt_proj_weight")
+        if weight is not None:
+            record_flops("dt_proj", batch * K * dim * weight.shape[-1] * lmax)
+        if any(c.skip_compute for c in stack):
+            return u.new_zeros(batch, K, num_tokens, dim)
+    return _op(u, delta, A, B, C, index, num_tokens, **kwargs)

@@ -1,6 +1,10 @@
 """PyTorch ops: local scan / reverse, selective scan, and their pure-PyTorch references."""
+from ..errors import require_torch
+
+require_torch()  # one line saying how to install PyTorch, not a traceback deep in an op module
 from . import reference
 from .backend import BACKENDS, get_backend, resolve_backend, set_backend, use_backend
+from .directional_scan_infer import channels_last_scan_supported, directional_scan_channels_last
 from .directional_scan import directional_selective_scan, gather_sequences, middle_cls_index_table, scan_index_table
 from .directions import PLAIN_DIRECTIONS, SEARCH_CANDIDATES, parse_direction, parse_directions, scan_length
 from .local_scan import LAYOUTS, local_reverse, local_scan, scan_order
@@ -9,6 +13,8 @@ from .selective_scan import selective_scan
 __all__ = [
     "BACKENDS",
     "LAYOUTS",
+    "channels_last_scan_supported",
+    "directional_scan_channels_last",
     "directional_selective_scan",
     "PLAIN_DIRECTIONS",
     "SEARCH_CANDIDATES",

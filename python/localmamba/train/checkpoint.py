@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..atomic_files import atomic_save_safetensors, atomic_torch_save, atomic_write_bytes, remove_stale_temps
+from ..errors import UserError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -23,6 +24,8 @@ __all__ = [
     "atomic_save_safetensors",
     "remove_stale_temps",
     "load_training_checkpoint",
+    "CheckpointError",
+    "unreadable_reason",
     "get_rng_state",
     "set_rng_state",
     "extract_state_dict",
@@ -67,18 +70,41 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
-def load_training_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+def unreadable_reason(path: PathLike, exc: BaseException) -> str:
+    """Why torch.load failed, in words: an empty file, not a PyTorch file at all, or the error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b"PK"
+    if not head:
+        return "empty file"
+    if not head.startswith(b"PK") and not head.startswith(b"\x80"):  # zip (torch.save) or legacy pickle
+        return "not a PyTorch file"
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that is missing, unreadable or not what the command needs."""
+
+
+def load_training_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
+                             flag: str = "--resume") -> Dict[str, Any]:
+    """A training checkpoint (a run folder means its last.pt); errors name `flag`."""
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+        raise CheckpointError(f"{flag} {path}: checkpoint not found; give a run folder or its last.pt / best.pt")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated or foreign file
-        raise RuntimeError(f"cannot read checkpoint {str(path)!r}: {e}") from e
+        raise CheckpointError(f"{flag} {path}: cannot read this checkpoint ({unreadable_reason(path, e)}); "
+                              "give a run folder or its last.pt / best.pt") from None
     if not isinstance(ckpt, dict):
-        raise RuntimeError(f"{str(path)!r} is not a localmamba checkpoint (expected a dict, got {type(ckpt).__name__})")
+        raise CheckpointError(f"{flag} {path}: not a localmamba checkpoint (it holds a {type(ckpt).__name__}, "
+                              "not a dict)")
     return ckpt
 
 

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any, Dict, List
 
-from ..data import DataError, dataset_names
+from ..data import dataset_names
 from .config import ConfigError, list_configs, load_config
 
-__all__ = ["add_config_arguments", "config_from_args", "explicit_overrides", "run_cli"]
+__all__ = ["add_config_arguments", "config_from_args", "explicit_overrides", "print_config", "run_cli"]
 
 # flag -> (dotted key, argparse kwargs)
 _FLAGS = {
@@ -25,7 +24,7 @@ _FLAGS = {
     "--amp": ("train.amp", dict(choices=["none", "bf16", "fp16"])),
     "--directions": ("model.directions", dict(metavar="FILE", help="per-layer directions file (from export-directions)")),
     "--pretrained": ("model.pretrained", dict(metavar="CKPT", help="initialise weights from a checkpoint")),
-    "--output": ("output.dir", dict(metavar="DIR", help="output directory (default runs/<command>-<model>-<time>)")),
+    "--output": ("output.dir", dict(metavar="DIR", help="output directory (default runs/<command>-<model>-<dataset>-<YYYYmmdd-HHMMSS>)")),
 }
 
 
@@ -75,15 +74,30 @@ def config_from_args(args: argparse.Namespace, default_config: str) -> Dict[str,
 
 
 def run_cli(fn, args) -> int:
-    """Runs fn(), turning configuration errors into a one-line message and exit code 2."""
+    """Runs fn() unless --list-configs was asked for. Errors go up to `localmamba.cli.main`, which
+    prints user errors as one line (exit code 2)."""
     if getattr(args, "list_configs", False):
         print("\n".join(list_configs()))
         return 0
+    return fn()
+
+
+def print_config(cfg: Dict[str, Any]) -> None:
+    """The resolved config as YAML, with the data.* values a run fills from its dataset
+    (num_classes, in_chans, mean, std) filled the same way when the dataset is readable here."""
+    import copy
+
+    import yaml
+
+    from ..data import build_datasets, record_dataset_fields
+    from ..errors import UserError
+
+    cfg = copy.deepcopy(cfg)
+    note = ""
     try:
-        return fn()
-    except ConfigError as e:
-        print(f"localmamba: error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, DataError) as e:
-        print(f"localmamba: error: {e}", file=sys.stderr)
-        return 1
+        _, _, info = build_datasets(cfg)
+        record_dataset_fields(cfg["data"], info)
+    except UserError as e:
+        note = (f"# data.num_classes / in_chans / mean / std: null here (the dataset cannot be read: {e}); "
+                "a run fills them from its dataset\n")
+    print(yaml.safe_dump(cfg, sort_keys=False) + note, end="")

@@ -46,12 +46,16 @@ def default_config() -> Dict[str, Any]:
     return copy.deepcopy(DEFAULTS)
 
 
+#: Recipe folders of `localmamba detect` / `segment` (another schema: localmamba.dense.config).
+DENSE_RECIPE_DIRS = ("detection", "segmentation")
+
+
 def list_configs() -> List[str]:
-    """Names of the recipes shipped with the package (usable as `--config NAME`)."""
+    """Names of the classification recipes shipped with the package (usable as `--config NAME`)."""
     names = []
     for path in sorted(CONFIG_DIR.rglob("*.yaml")):
         rel = path.relative_to(CONFIG_DIR).with_suffix("")
-        if not rel.name.startswith("_"):
+        if not rel.name.startswith("_") and rel.parts[0] not in DENSE_RECIPE_DIRS:
             names.append(rel.as_posix())
     return names
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..data import build_loaders, build_mixup, set_train_epoch
+from ..data import build_loaders, build_mixup, record_dataset_fields, set_train_epoch
 from ..search import alpha_probabilities, directions_record, get_alphas, plot_alpha_heatmap, write_directions
 from . import distributed as D
 from .checkpoint import (
@@ -162,14 +162,15 @@ def _resume_config(cfg: Dict[str, Any], resume: str) -> Tuple[Dict[str, Any], Di
 def _build_data(run: Run) -> None:
     cfg = run.cfg
     run.train_loader, run.val_loader, info = build_loaders(cfg, run.dist.rank, run.dist.world_size, run.device)
-    num_classes = cfg["data"]["num_classes"] or info["num_classes"]
-    in_chans = cfg["data"]["in_chans"] or info["in_chans"]
-    if num_classes < info["num_classes"]:
-        raise ConfigError(f"data.num_classes={num_classes} but the dataset has {info['num_classes']} classes")
-    if in_chans != info["in_chans"]:
-        raise ConfigError(f"data.in_chans={in_chans} but the dataset's images have {info['in_chans']} channels")
-    cfg["data"]["num_classes"], cfg["data"]["in_chans"] = num_classes, in_chans
-    run.num_classes = num_classes
+    # recorded as used, so the run's config alone rebuilds the model and prepares inputs (eval, predict)
+    record_dataset_fields(cfg["data"], info)
+    if cfg["data"]["num_classes"] < info["num_classes"]:
+        raise ConfigError(f"data.num_classes={cfg['data']['num_classes']} but the dataset has "
+                          f"{info['num_classes']} classes")
+    if cfg["data"]["in_chans"] != info["in_chans"]:
+        raise ConfigError(f"data.in_chans={cfg['data']['in_chans']} but the dataset's images have "
+                          f"{info['in_chans']} channels")
+    run.num_classes = cfg["data"]["num_classes"]
     run.steps_per_epoch = run.train_loader.sampler.batches_per_epoch
 
 

@@ -9,11 +9,12 @@ from typing import Any, Dict
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from . import distributed as D
-from .checkpoint import CHECKPOINT_FORMAT, extract_state_dict
+from .artifacts import check_architecture, load_weights
 from .config import ConfigError
 
-__all__ = ["autocast_context", "evaluate", "run_evaluation"]
+__all__ = ["autocast_context", "evaluate", "eval_config", "run_evaluation"]
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -55,34 +56,37 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, amp: str = "n
     return {"loss": float(t[0]) / n, "acc1": 100.0 * float(t[1]) / n, "acc5": 100.0 * float(t[2]) / n, "count": int(t[3])}
 
 
-def run_evaluation(cfg: Dict[str, Any], checkpoint: str, ema: bool = False, user_config: bool = False,
-                   args=None) -> Dict[str, Any]:
-    """Evaluate a checkpoint on cfg's validation split. A localmamba training checkpoint
-    supplies its own model and data config; flags given on the command line (`args`) still
-    override it."""
+def eval_config(ck, args, default_config: str) -> Dict[str, Any]:
+    """The config to evaluate `ck` with: the run's own (checkpoint, config.yaml beside the weights,
+    or the architecture recorded in them) with the flags given on the command line on top; a
+    -c/--config file instead when given. Flags that would build another model are an error."""
+    from .cli_common import explicit_overrides
+    from .config import apply_overrides, default_config as defaults, load_config, validate_config
+
+    explicit = explicit_overrides(args)
+    if args.config or ck.recorded is None:
+        if ck.recorded is None and not args.config and getattr(args, "flag_model__name", None) is None:
+            raise UserError(f"{ck.flag} {ck.path}: these weights record no architecture; pass --model NAME (and "
+                            "the data flags it was trained with, or -c CONFIG), or give the run folder")
+        cfg = load_config(args.config or default_config, explicit)
+    elif ck.config is not None:
+        saved = ck.config
+        saved["data"]["limit_train"] = None
+        cfg = validate_config(apply_overrides(saved, explicit))
+    else:
+        base = load_config(default_config, [])
+        arch = {"model": dict(ck.architecture["model"]),
+                "data": {k: v for k, v in ck.architecture["data"].items() if k in base["data"]}}
+        cfg = validate_config(apply_overrides(base, [arch, *explicit]))
+    check_architecture(ck, cfg)
+    return cfg
+
+
+def run_evaluation(cfg: Dict[str, Any], ck, ema: bool = False) -> Dict[str, Any]:
+    """Loss / top-1 / top-5 of the checkpoint's weights on cfg's validation split."""
     from ..data import build_datasets
     from ..data.loaders import build_eval_loader
-    from .config import apply_overrides, validate_config
     from .modeling import build_model
-
-    obj = None
-    if not checkpoint.endswith(".safetensors"):
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and not user_config:
-        saved = obj["config"]
-        saved["data"]["limit_train"] = None
-        # re-apply only what the user set explicitly
-        explicit = []
-        if args is not None:
-            from .cli_common import explicit_overrides
-
-            explicit = explicit_overrides(args)
-        cfg = validate_config(apply_overrides(saved, explicit))
-    if args is not None and args.print_config:
-        import yaml
-
-        print(yaml.safe_dump(cfg, sort_keys=False), end="")
-        return {}
 
     dist_info, device = D.init_distributed(cfg["train"]["device"])
     try:
@@ -94,28 +98,10 @@ def run_evaluation(cfg: Dict[str, Any], checkpoint: str, ema: bool = False, user
         in_chans = cfg["data"]["in_chans"] or info["in_chans"]
         cfg["model"]["pretrained"] = None
         model = build_model(cfg, num_classes, in_chans)
-        if checkpoint.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            sd = load_file(checkpoint)
-        else:
-            if ema and not (isinstance(obj, dict) and isinstance(obj.get("model_ema"), dict)):
-                raise ConfigError(f"--ema: {checkpoint} holds no EMA weights (train with train.ema=true)")
-            sd = extract_state_dict(obj, prefer_ema=ema)
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            loader_fn = None
-            try:
-                from ..models import load_checkpoint as loader_fn  # official-release converter, if any
-            except ImportError:
-                pass
-            if loader_fn is None:
-                raise
-            loader_fn(model, checkpoint)
+        load_weights(model, ck, cfg["model"]["name"])
         model.to(device)
         metrics = evaluate(model, loader, device, cfg["train"]["amp"], cfg["log"]["progress"] and dist_info.is_main)
     finally:
         D.cleanup_distributed()
-    metrics.update(checkpoint=checkpoint, model=cfg["model"]["name"], dataset=cfg["data"]["dataset"], ema=ema)
+    metrics.update(checkpoint=str(ck.path), model=cfg["model"]["name"], dataset=cfg["data"]["dataset"], ema=ema)
     return metrics

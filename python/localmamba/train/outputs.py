@@ -45,11 +45,13 @@ def check_output_dir(path: Optional[str], flag: str = "--output") -> None:
 
 def weights_metadata(cfg: Mapping[str, Any], **extra: Any) -> Dict[str, str]:
     """safetensors metadata recording the architecture (model name, kwargs, per-layer directions,
-    input size, channels, classes), so the weights alone rebuild their model."""
+    input size, channels, classes) and the input normalisation, so the weights alone rebuild
+    their model and prepare its inputs."""
     arch = {
         "model": {"name": cfg["model"]["name"], "kwargs": cfg["model"]["kwargs"],
                   "directions": cfg["model"]["directions"]},
-        "data": {k: cfg["data"][k] for k in ("img_size", "in_chans", "num_classes")},
+        "data": {k: cfg["data"][k] for k in ("img_size", "in_chans", "num_classes", "mean", "std", "crop_pct",
+                                             "interpolation")},
     }
     meta = {"format": WEIGHTS_FORMAT, "architecture": json.dumps(arch, sort_keys=True)}
     for key, value in extra.items():

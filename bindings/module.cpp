@@ -1,10 +1,10 @@
-// localmamba._C: thin bindings. Each entry point checks its arguments, fills a plain params
-// struct and calls the CPU or CUDA implementation. Tensors arrive as raw addresses plus
-// sizes and strides (the caller owns the memory), so this module never links a framework.
+// localmamba._C: thin bindings. Each kernel's plain params struct is a Python class with named
+// fields (bind_common.h); an entry point takes the device and those structs and calls the CPU or
+// CUDA implementation. Tensors arrive as raw addresses plus strides (the caller owns the
+// memory), so this module never links a framework.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -42,17 +42,6 @@ int cuda_device_count() {
 #endif
 }
 
-template <size_t N>
-std::array<int64_t, N> take(const std::vector<int64_t>& values, const char* name) {
-  if (values.size() != N) {
-    throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(N) + " values, got " +
-                                std::to_string(values.size()));
-  }
-  std::array<int64_t, N> out{};
-  for (size_t i = 0; i < N; ++i) out[i] = values[i];
-  return out;
-}
-
 py::dict build_info() {
   const BuildInfo info = get_build_info();
   py::dict d;
@@ -80,43 +69,38 @@ std::vector<ScanDirection> parse_directions(const std::vector<std::string>& name
   return directions;
 }
 
-// sizes = (batch, directions, channels, out_length, src_length)
-void indexed_gather(uintptr_t src, uintptr_t dst, const std::string& dtype, const std::string& device,
-                    const std::vector<int64_t>& sizes, const std::vector<int64_t>& src_strides,
-                    const std::vector<int64_t>& dst_strides, uintptr_t index, bool sum_over_directions,
-                    uintptr_t cuda_stream) {
-  IndexedGatherParams p;
-  p.src = reinterpret_cast<const void*>(src);
-  p.dst = reinterpret_cast<void*>(dst);
-  p.dtype = dtype_from_name(dtype);
-  const auto s = take<5>(sizes, "sizes");
-  p.batch = s[0];
-  p.num_directions = s[1];
-  p.channels = s[2];
-  p.out_length = s[3];
-  p.src_length = s[4];
-  const auto ss = take<4>(src_strides, "src_strides");
-  p.src_stride_batch = ss[0];
-  p.src_stride_direction = ss[1];
-  p.src_stride_channel = ss[2];
-  p.src_stride_token = ss[3];
-  const auto ds = take<4>(dst_strides, "dst_strides");
-  p.dst_stride_batch = ds[0];
-  p.dst_stride_direction = ds[1];
-  p.dst_stride_channel = ds[2];
-  p.dst_stride_token = ds[3];
-  p.index = reinterpret_cast<const int64_t*>(index);
-  p.sum_over_directions = sum_over_directions;
-  p.cuda_stream = reinterpret_cast<void*>(cuda_stream);
-  if (is_cuda_device(device)) {
-#ifdef LOCALMAMBA_WITH_CUDA
-    py::gil_scoped_release release;
-    cuda::indexed_gather(p);
-#endif
-  } else {
-    py::gil_scoped_release release;
-    indexed_gather_cpu(p);
-  }
+void bind_tensor_arg(py::module_& m) {
+  py::class_<TensorArg>(m, "TensorArg", "A strided tensor: its address and strides in elements (one per dimension).")
+      .def(py::init<uintptr_t, std::vector<int64_t>>(), py::arg("ptr"), py::arg("strides"))
+      .def_readwrite("ptr", &TensorArg::ptr)
+      .def_readwrite("strides", &TensorArg::strides)
+      .def("__repr__", [](const TensorArg& t) {
+        std::string strides;
+        for (int64_t s : t.strides) strides += (strides.empty() ? "" : ", ") + std::to_string(s);
+        return "TensorArg(ptr=" + std::to_string(t.ptr) + ", strides=[" + strides + "])";
+      });
+}
+
+void bind_indexed_gather(py::module_& m) {
+  using P = IndexedGatherParams;
+  auto cls = bind_params<P>(m, "IndexedGatherParams", "Sizes, tensors and index table of one indexed gather.");
+  def_dtype(cls, "dtype", &P::dtype);
+  cls.def_readwrite("batch", &P::batch).def_readwrite("num_directions", &P::num_directions);
+  cls.def_readwrite("channels", &P::channels).def_readwrite("out_length", &P::out_length);
+  cls.def_readwrite("src_length", &P::src_length).def_readwrite("sum_over_directions", &P::sum_over_directions);
+  def_tensor(cls, "indexed_gather", "src", &P::src,
+             {&P::src_stride_batch, &P::src_stride_direction, &P::src_stride_channel, &P::src_stride_token}, false);
+  def_tensor(cls, "indexed_gather", "dst", &P::dst,
+             {&P::dst_stride_batch, &P::dst_stride_direction, &P::dst_stride_channel, &P::dst_stride_token}, false);
+  def_address(cls, "index", &P::index);
+  def_address(cls, "cuda_stream", &P::cuda_stream);
+  m.def(
+      "indexed_gather",
+      [](const std::string& device, const P& p) {
+        run_on_device(device, [&] { indexed_gather_cpu(p); }, [&] { LOCALMAMBA_CUDA_CALL(cuda::indexed_gather(p)); });
+      },
+      py::arg("device"), py::arg("params"),
+      "dst[b, k, c, i] = src[b, k, c, index[k, i]] (0 at index -1), or summed over k (indexed_gather.h).");
 }
 
 }  // namespace
@@ -149,9 +133,8 @@ PYBIND11_MODULE(_C, m) {
       py::arg("directions"), py::arg("H"), py::arg("W"),
       "(forward (K*Lmax), inverse (K*H*W), Lmax) index tables as flat lists.");
 
-  m.def("indexed_gather", &indexed_gather, py::arg("src"), py::arg("dst"), py::arg("dtype"), py::arg("device"),
-        py::arg("sizes"), py::arg("src_strides"), py::arg("dst_strides"), py::arg("index"),
-        py::arg("sum_over_directions"), py::arg("cuda_stream") = 0);
+  bind_tensor_arg(m);
+  bind_indexed_gather(m);
 
   register_selective_scan(m);
   register_directional_scan(m);

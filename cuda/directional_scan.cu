@@ -27,6 +27,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "launch.cuh"
 #include "localmamba/directional_scan.h"
 #include "localmamba/selective_scan.h"
 #include "localmamba_cuda.h"
@@ -114,6 +115,9 @@ __global__ void __launch_bounds__(kThreads) dir_fwd_kernel(DirectionalScanParams
   using S = typename Io<T>::S;
   __shared__ Pair<S> totals[2][kWarps];
   __shared__ S carry[2][kMaxN];
+  static_assert(sizeof(totals) + sizeof(carry) <=
+                    kMaxStaticSharedBytes,
+                "static shared memory over the 48 KB limit");
   const int tid = threadIdx.x;
   const int64_t c = blockIdx.x, b = blockIdx.y;
   const int64_t K = p.num_directions, Din = p.dim, L = p.length, NT = p.num_tokens;
@@ -232,6 +236,9 @@ __global__ void __launch_bounds__(kThreads) dir_bwd_kernel(DirectionalScanParams
   __shared__ S dA_red[kMaxN][kWarps];
   __shared__ S dW_red[kMaxR][kWarps];
   __shared__ S red[3][kWarps];
+  static_assert(sizeof(totals) + sizeof(qcarry) + sizeof(dA_red) + sizeof(dW_red) + sizeof(red) <=
+                    kMaxStaticSharedBytes,
+                "static shared memory over the 48 KB limit");
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t c = blockIdx.x, b = blockIdx.y;
   const int64_t K = p.num_directions, Din = p.dim, L = p.length, R = p.dt_rank, KD = K * Din;
@@ -506,7 +513,7 @@ void run_fwd(const DirectionalScanParams& p, cudaStream_t stream) {
   using S = typename Io<T>::S;
   FwdWs<S> ws{p.reduce_sum ? static_cast<S*>(p.workspace) : nullptr};
   const dim3 grid(static_cast<unsigned>(p.dim), static_cast<unsigned>(p.batch));
-  dir_fwd_kernel<T><<<grid, kThreads, 0, stream>>>(p, ws);
+  LOCALMAMBA_LAUNCH(dir_fwd_kernel<T>, grid, kThreads, 0, stream, p, ws);
   check_launch("directional_scan forward kernel");
 }
 
@@ -538,12 +545,13 @@ void run_bwd(const DirectionalScanParams& p, const DirectionalScanGrads& gr, cud
   throw_on_cuda_error(cudaMemsetAsync(p.workspace, 0, static_cast<size_t>(atomics) * sizeof(S), stream),
                       "directional_scan workspace");
   const dim3 grid(static_cast<unsigned>(p.dim), static_cast<unsigned>(p.batch));
-  dir_bwd_kernel<T><<<grid, kThreads, 0, stream>>>(p, gr, ws);
+  LOCALMAMBA_LAUNCH(dir_bwd_kernel<T>, grid, kThreads, 0, stream, p, gr, ws);
   check_launch("directional_scan backward kernel");
   const int64_t dtn = ws.ddt ? p.batch * K * R * Tin : 0;
   const int64_t total = 2 * p.batch * K * p.dstate * Tin + dtn + KD * p.dstate + KD * R + KD + K;
   const int64_t blocks = (total + 255) / 256;
-  dir_finalize_kernel<S><<<static_cast<unsigned>(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(p, gr, ws);
+  const unsigned grid_x = static_cast<unsigned>(blocks < 4096 ? blocks : 4096);
+  LOCALMAMBA_LAUNCH(dir_finalize_kernel<S>, grid_x, 256, 0, stream, p, gr, ws);
   check_launch("directional_scan finalize kernel");
 }
 

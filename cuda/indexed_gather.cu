@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cuda_check.h"
+#include "launch.cuh"
 #include "localmamba_cuda.h"
 #include "scan_primitives.cuh"
 
@@ -96,21 +97,29 @@ void indexed_gather(const IndexedGatherParams& p) {
   cudaStream_t stream = static_cast<cudaStream_t>(p.cuda_stream);
   if (p.sum_over_directions) {
     const int64_t total = p.batch * p.channels * p.out_length;
+    const unsigned blocks = grid_for(total);
     switch (p.dtype) {
-      case DType::kFloat32: gather_sum_kernel<float><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
-      case DType::kFloat64: gather_sum_kernel<double><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
-      case DType::kFloat16: gather_sum_kernel<__half><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      case DType::kFloat32:
+        LOCALMAMBA_LAUNCH(gather_sum_kernel<float>, blocks, kThreads, 0, stream, p, shape, total);
+        break;
+      case DType::kFloat64:
+        LOCALMAMBA_LAUNCH(gather_sum_kernel<double>, blocks, kThreads, 0, stream, p, shape, total);
+        break;
+      case DType::kFloat16:
+        LOCALMAMBA_LAUNCH(gather_sum_kernel<__half>, blocks, kThreads, 0, stream, p, shape, total);
+        break;
       case DType::kBFloat16:
-        gather_sum_kernel<__nv_bfloat16><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total);
+        LOCALMAMBA_LAUNCH(gather_sum_kernel<__nv_bfloat16>, blocks, kThreads, 0, stream, p, shape, total);
         break;
       default: throw std::invalid_argument("indexed_gather: unsupported dtype");
     }
   } else {
     const int64_t total = p.batch * p.num_directions * p.channels * p.out_length;
+    const unsigned blocks = grid_for(total);
     switch (element_size(p.dtype)) {
-      case 2: gather_copy_kernel<uint16_t><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
-      case 4: gather_copy_kernel<uint32_t><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
-      case 8: gather_copy_kernel<uint64_t><<<grid_for(total), kThreads, 0, stream>>>(p, shape, total); break;
+      case 2: LOCALMAMBA_LAUNCH(gather_copy_kernel<uint16_t>, blocks, kThreads, 0, stream, p, shape, total); break;
+      case 4: LOCALMAMBA_LAUNCH(gather_copy_kernel<uint32_t>, blocks, kThreads, 0, stream, p, shape, total); break;
+      case 8: LOCALMAMBA_LAUNCH(gather_copy_kernel<uint64_t>, blocks, kThreads, 0, stream, p, shape, total); break;
       default: throw std::invalid_argument("indexed_gather: unsupported element size");
     }
   }

@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "localmamba/selective_scan.h"
@@ -20,6 +21,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kChunk = kThreads * kItems;  // == selective_scan_cuda_chunk_size()
 constexpr int kMaxN = static_cast<int>(kSelectiveScanMaxDstate);
 constexpr unsigned kFullMask = 0xffffffffu;
+constexpr size_t kMaxStaticSharedBytes = 48 * 1024;  // per block, without opting in to more
 
 template <typename T> struct Io;
 template <> struct Io<float> {

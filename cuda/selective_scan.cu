@@ -24,6 +24,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "launch.cuh"
 #include "localmamba/selective_scan.h"
 #include "localmamba_cuda.h"
 #include "scan_primitives.cuh"
@@ -102,6 +103,9 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(SelectiveScanParams p) {
   using S = typename Io<T>::S;
   __shared__ Pair<S> totals[2][kWarps];
   __shared__ S carry[2][kMaxN];
+  static_assert(sizeof(totals) + sizeof(carry) <=
+                    kMaxStaticSharedBytes,
+                "static shared memory over the 48 KB limit");
   const int tid = threadIdx.x;
   const int64_t d = blockIdx.x, b = blockIdx.y;
   const int64_t g = d / (p.dim / p.n_groups);
@@ -202,6 +206,9 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(SelectiveScanParams p, Se
   __shared__ S qcarry[2][kMaxN];
   __shared__ S dA_red[kMaxN][kWarps];
   __shared__ S red[2][kWarps];
+  static_assert(sizeof(totals) + sizeof(qcarry) + sizeof(dA_red) + sizeof(red) <=
+                    kMaxStaticSharedBytes,
+                "static shared memory over the 48 KB limit");
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t d = blockIdx.x, b = blockIdx.y;
   const int64_t g = d / (p.dim / p.n_groups);
@@ -412,11 +419,12 @@ void run_bwd(const SelectiveScanParams& p, const SelectiveScanGrads& gr, cudaStr
   throw_on_cuda_error(cudaMemsetAsync(p.workspace, 0, static_cast<size_t>(2 * bc) * sizeof(S), stream),
                       "selective_scan workspace");
   const dim3 grid(static_cast<unsigned>(p.dim), static_cast<unsigned>(p.batch));
-  bwd_kernel<T><<<grid, kThreads, 0, stream>>>(p, gr, ws);
+  LOCALMAMBA_LAUNCH(bwd_kernel<T>, grid, kThreads, 0, stream, p, gr, ws);
   check_launch("selective_scan backward kernel");
   const int64_t total = 2 * bc + p.dim * p.dstate + p.dim;
   const int64_t blocks = (total + 255) / 256;
-  finalize_kernel<S><<<static_cast<unsigned>(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(p, gr, ws);
+  const unsigned grid_x = static_cast<unsigned>(blocks < 4096 ? blocks : 4096);
+  LOCALMAMBA_LAUNCH(finalize_kernel<S>, grid_x, 256, 0, stream, p, gr, ws);
   check_launch("selective_scan finalize kernel");
 }
 
@@ -431,10 +439,10 @@ void selective_scan_fwd(const SelectiveScanParams& p) {
   cudaStream_t stream = static_cast<cudaStream_t>(p.cuda_stream);
   const dim3 grid(static_cast<unsigned>(p.dim), static_cast<unsigned>(p.batch));
   switch (p.dtype) {
-    case DType::kFloat32: fwd_kernel<float><<<grid, kThreads, 0, stream>>>(p); break;
-    case DType::kFloat16: fwd_kernel<__half><<<grid, kThreads, 0, stream>>>(p); break;
-    case DType::kBFloat16: fwd_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(p); break;
-    case DType::kFloat64: fwd_kernel<double><<<grid, kThreads, 0, stream>>>(p); break;
+    case DType::kFloat32: LOCALMAMBA_LAUNCH(fwd_kernel<float>, grid, kThreads, 0, stream, p); break;
+    case DType::kFloat16: LOCALMAMBA_LAUNCH(fwd_kernel<__half>, grid, kThreads, 0, stream, p); break;
+    case DType::kBFloat16: LOCALMAMBA_LAUNCH(fwd_kernel<__nv_bfloat16>, grid, kThreads, 0, stream, p); break;
+    case DType::kFloat64: LOCALMAMBA_LAUNCH(fwd_kernel<double>, grid, kThreads, 0, stream, p); break;
     default: throw std::invalid_argument("selective_scan: unsupported dtype");
   }
   check_launch("selective_scan forward kernel");

@@ -16,6 +16,8 @@ cmake -S . -B "$BUILD_DIR" -DLOCALMAMBA_BUILD_TESTS=ON -DLOCALMAMBA_PYTHON=OFF \
 grep "localmamba:" "$BUILD_DIR.configure.log" || true
 cmake --build "$BUILD_DIR" -j "$JOBS"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
+# CUDA kernels under the host emulation with ThreadSanitizer and ASan+UBSan (SANITIZERS=0 skips).
+[ "${SANITIZERS:-1}" = 0 ] || bash scripts/sanitized_emulation.sh
 
 echo "== Python tests"
 "$PYTHON" -c "import localmamba, json; print(json.dumps(localmamba.build_info()))" || {

@@ -315,11 +315,53 @@ def test_bad_index_tables():
         middle_cls_index_table(("h",), 2, 2, 9)
 
 
+@pytest.mark.parametrize("batch,dim", [(0, 4), (2, 0)], ids=["batch0", "dim0"])
+@pytest.mark.parametrize("dt_rank", [0, 3], ids=["delta", "low_rank_dt"])
+def test_empty_batch_or_dim_gives_zero_gradients(batch, dim, dt_rank):
+    """Nothing reaches the output, so every gradient is zero, as the reference's (#14: the native backward
+    raised "dout must not be null")."""
+    index = scan_index_table(RELEASED4, 3, 5)
+    inputs = make_inputs(index, torch.float32, batch=batch, dim=dim, dt_rank=dt_rank, z=True, weights=True)
+    y, g = run(inputs, index, "native")
+    ye, ge = run(inputs, index, "reference", to64=True)
+    assert y.shape == ye.shape and y.numel() == 0
+    assert g.keys() == ge.keys()
+    for k in ge:
+        assert g[k].shape == ge[k].shape and not g[k].any() and not ge[k].any(), k
+
+
+def test_sequence_order_u_expanded_over_directions():
+    """A sequence-order u (B, K, D, Lmax) that is one tensor expanded over K (direction stride 0) is
+    accepted and scanned per direction like its copy; its gradient sums the K directions (#14)."""
+    index = scan_index_table(RELEASED4, 3, 5)
+    inputs = make_inputs(index, torch.float32, seq=True)
+    base = inputs["u"][:, :1].clone()
+    results = {}
+    for backend in ("native", "reference"):
+        u = base.clone().requires_grad_(True)
+        rest = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items() if k != "u" and v is not None}
+        y = directional_selective_scan(u.expand(-1, len(RELEASED4), -1, -1), index=index, backend=backend, **rest)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results[backend] = (y.detach(), u.grad)
+    assert_close(results["native"][0], results["reference"][0].double(), torch.float32, "expanded u: y")
+    assert_close(results["native"][1], results["reference"][1].double(), torch.float32, "expanded u: du")
+
+
 def test_native_checks_back_the_python_ones():
+    row = _C.TensorArg(8, [4, 4, 4, 1])
+    params = _C.DirectionalScanParams(
+        dtype="float32", bc_dtype="float32", batch=1, num_directions=1, dim=1, length=4, num_tokens=4, dstate=1,
+        delta_softplus=True, index=0, u=_C.TensorArg(8, [4, 0, 4, 1]), delta=row, A=_C.TensorArg(8, [1, 1]), B=row,
+        C=row, out=row,
+    )
     with pytest.raises(ValueError, match="index"):
-        _C.directional_scan_fwd("cpu", "float32", "float32", [1, 1, 1, 4, 4, 1, 0], [True, False, False], 64, 0,
-                                (8, [4, 0, 4, 1]), (8, [4, 4, 4, 1]), None, None, (8, [1, 1]), (8, [4, 4, 4, 1]),
-                                (8, [4, 4, 4, 1]), None, None, None, None, (8, [4, 4, 4, 1]), 0)
+        _C.directional_scan_fwd("cpu", params)
+    with pytest.raises(ValueError, match="out needs 4 strides, got 3"):
+        params.out = _C.TensorArg(8, [4, 4, 1])
+    infer = _C.DirectionalScanInferParams(u=_C.TensorArg(8, [4, 0, 4, 1]), u_by_token=False)
+    assert infer.u.strides == [4, 0, 4, 1] and not infer.u_by_token and infer.B_by_token
+    with pytest.raises(ValueError, match="directional_scan_infer: B must have stride 1 along its last dimension"):
+        infer.B = _C.TensorArg(8, [4, 4, 1, 2])
 
 
 # ----------------------------------------------------------------------------- CUDA

@@ -228,7 +228,8 @@ def test_native_refuses_cuda_cleanly_without_device():
     if localmamba._C.cuda_device_count() > 0:
         pytest.skip("a CUDA device is present")
     with pytest.raises(RuntimeError, match="no CUDA device"):
-        localmamba._C.indexed_gather(0, 0, "float32", "cuda", [1, 1, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 1], 0, False, 0)
+        localmamba._C.indexed_gather("cuda", localmamba._C.IndexedGatherParams(batch=1, num_directions=1, channels=1,
+                                                                                out_length=1, src_length=1))
 
 
 @pytest.mark.cuda

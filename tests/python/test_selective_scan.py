@@ -347,12 +347,35 @@ def test_bad_backend_and_native_layer_errors():
     # The native layer names the argument too (stride along L must be 1 there).
     u = i["u"].transpose(1, 2).contiguous().transpose(1, 2)
     with pytest.raises(ValueError, match="u must have stride 1 along its last dimension"):
-        _C.selective_scan_fwd("cpu", "float32", "float32", [2, 4, 9, 3, 1], False, 64, (u.data_ptr(), list(u.stride())),
-                              None, None, None, None, None, None, None, None, None, None, 0)
+        _C.SelectiveScanParams(u=_C.TensorArg(u.data_ptr(), list(u.stride())))
+    with pytest.raises(ValueError, match="u needs 3 strides, got 2"):
+        _C.SelectiveScanParams(u=_C.TensorArg(u.data_ptr(), [36, 1]))
+    with pytest.raises(AttributeError):
+        _C.SelectiveScanParams(not_a_field=1)
+    contiguous = _C.TensorArg(1, [36, 9, 1])
+    params = _C.SelectiveScanParams(dtype="float32", bc_dtype="float32", batch=2, dim=4, length=9, dstate=0,
+                                    n_groups=1, u=contiguous, delta=contiguous, A=_C.TensorArg(1, [0, 0]),
+                                    B=_C.TensorArg(1, [0, 0, 0, 1]), C=_C.TensorArg(1, [0, 0, 0, 1]), out=contiguous)
+    assert params.u.strides == [36, 9, 1] and params.D is None and params.batch == 2
     with pytest.raises(ValueError, match="dstate"):
-        _C.selective_scan_fwd("cpu", "float32", "float32", [2, 4, 9, 0, 1], False, 64, (1, [36, 9, 1]),
-                              (1, [36, 9, 1]), (1, [0, 0]), (1, [0, 0, 0, 1]), (1, [0, 0, 0, 1]), None, None, None,
-                              None, (1, [36, 9, 1]), None, 0)
+        _C.selective_scan_fwd("cpu", params)
+
+
+@pytest.mark.parametrize("softplus", [False, True])
+def test_infinite_delta_gives_non_finite_outputs_from_that_step(softplus):
+    """The documented contract for +Inf in delta (README, Reliability): y is exact before the Inf step and
+    non-finite from it on, as in the reference -- the native kernels may give NaN where the reference gives
+    +-Inf (0 * Inf in the state's padded SIMD lanes), never a finite value."""
+    torch.manual_seed(0)
+    i = make_inputs(2, 3, 9, 5, 1, torch.float32, grouped=False, with_D=True, with_z=False, with_bias=True,
+                    with_h0=False)
+    i["delta"][:, :, 4] = float("inf")
+    args = (i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], None, i["delta_bias"], softplus)
+    y = selective_scan(*args)
+    expected = selective_scan(*args, backend="reference")
+    assert_close(y[..., :4], expected[..., :4].double(), torch.float32, "steps before the Inf")
+    assert not expected[..., 4:].isfinite().any()
+    assert not y[..., 4:].isfinite().any()
 
 
 # ----------------------------------------------------------------------------- CUDA
@@ -405,7 +428,9 @@ def test_backward_workspace_size_counts_every_buffer():
     batch, dim, length, dstate, groups = 3, 4, 7, 5, 2
     for dtype, size in (("float32", 4), ("bfloat16", 4), ("float64", 8)):
         expected = (2 * batch * groups * dstate * length + batch * dim * (dstate + 2)) * size
-        assert _C.selective_scan_bwd_workspace_bytes(dtype, [batch, dim, length, dstate, groups]) == expected
+        params = _C.SelectiveScanParams(dtype=dtype, batch=batch, dim=dim, length=length, dstate=dstate,
+                                        n_groups=groups)
+        assert params.bwd_workspace_bytes == expected
 
 
 @pytest.mark.cuda
@@ -414,7 +439,8 @@ def test_cuda_backward_workspace_is_torch_memory():
     inputs = make_inputs(batch, dim, length, dstate, 1, torch.float32, grouped=False, with_D=True, with_z=True,
                          with_bias=True, with_h0=False, device="cuda")
     y, _, _ = run(inputs, True, "native", True)
-    workspace = _C.selective_scan_bwd_workspace_bytes("float32", [batch, dim, length, dstate, 1])
+    workspace = _C.SelectiveScanParams(dtype="float32", batch=batch, dim=dim, length=length, dstate=dstate,
+                                       n_groups=1).bwd_workspace_bytes
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()

@@ -89,9 +89,6 @@ def _check_index_table(index: torch.Tensor, num_tokens: int) -> None:
 
 
 # ----------------------------------------------------------------------------- native ops
-_strides = _native.size1_strides
-
-
 _CPU_CHUNK = 256  # steps per saved chunk state on CPU (the backward recomputes inside a chunk)
 
 
@@ -101,18 +98,10 @@ def directional_scan_chunk_size(device: Union[str, torch.device]) -> int:
     return _CPU_CHUNK if device.type == "cpu" else selective_scan_chunk_size(device)
 
 
-def _arg(t: Optional[torch.Tensor]):
-    return None if t is None else (t.data_ptr(), _strides(t))
-
-
-def _arg4(t: Optional[torch.Tensor], shared: bool = False):
-    """(B, D, T) shared among directions -> strides (b, 0, d, t); 4-D tensors as they are."""
-    if t is None:
-        return None
-    s = _strides(t)
-    if shared:
-        return (t.data_ptr(), [s[0], 0, s[1], s[2]])
-    return (t.data_ptr(), s)
+def _shared_arg(t: torch.Tensor):
+    """A token-order (B, D, T) tensor shared by the K directions, as (B, K, D, T) with direction stride 0."""
+    s = _native.size1_strides(t)
+    return _native.tensor_arg(t, [s[0], 0, s[1], s[2]])
 
 
 def _out_shape(u: torch.Tensor, K: int, num_tokens: int, reduce_sum: bool, channels_last: bool) -> Tuple[int, ...]:
@@ -123,31 +112,34 @@ def _out_shape(u: torch.Tensor, K: int, num_tokens: int, reduce_sum: bool, chann
 
 
 def _out_arg(out: torch.Tensor, reduce_sum: bool, channels_last: bool):
+    """The output (or its gradient) as the kernel indexes it: (B, K, D, T), direction stride 0 with reduce_sum."""
     s = list(out.stride())
     if reduce_sum:
         s = [s[0], 0] + s[1:]
     if channels_last:  # (..., T, D) viewed as (..., D, T)
         s = s[:2] + [s[3], s[2]]
-    return (out.data_ptr(), s)
+    return _native.tensor_arg(out, s)
 
 
-def _sizes(u, A, B, index, num_tokens, dt_weight, delta) -> List[int]:
-    K, length = index.shape
-    batch = u.shape[0]
-    dim = A.shape[0] // K
-    rank = delta.shape[2] if dt_weight is not None else 0
-    return [batch, K, dim, length, num_tokens, A.shape[1], rank]
-
-
-def _workspace(u: torch.Tensor, sizes: List[int], flags: List[bool], backward: bool) -> torch.Tensor:
-    """CUDA scratch memory of the forward / backward as a torch tensor (empty on CPU)."""
-    if not u.is_cuda:
-        return _native.cuda_workspace(0, u)
+def _params(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus,
+            reduce_sum):
+    """The native params struct of one call's inputs; with dt_weight, `delta` is the low-rank dt."""
     from .. import _C
 
-    shared_u = u.dim() == 3 and sizes[1] > 1
-    nbytes = _C.directional_scan_workspace_bytes(_native.dtype_name(u.dtype), sizes, flags, shared_u, backward)
-    return _native.cuda_workspace(nbytes, u)
+    K, length = index.shape
+    seq = u.dim() == 4
+    low_rank = dt_weight is not None
+    arg = _native.tensor_arg
+    return _C.DirectionalScanParams(
+        dtype=_native.dtype_name(u.dtype), bc_dtype=_native.dtype_name(B.dtype), batch=u.shape[0], num_directions=K,
+        dim=A.shape[0] // K, length=length, num_tokens=num_tokens, dstate=A.shape[1],
+        dt_rank=delta.shape[2] if low_rank else 0, chunk_size=directional_scan_chunk_size(u.device),
+        delta_softplus=delta_softplus, sequence_inputs=seq, reduce_sum=reduce_sum, index=index.data_ptr(),
+        u=arg(u) if seq else _shared_arg(u), delta=None if low_rank else arg(delta),
+        dt=arg(delta) if low_rank else None,
+        dt_weight=arg(dt_weight), A=arg(A), B=arg(B), C=arg(C), D=arg(D), z=arg(z), delta_bias=arg(delta_bias),
+        weights=arg(weights), cuda_stream=_native.cuda_stream_of(u),
+    )
 
 
 @torch.library.custom_op("localmamba::directional_scan_fwd", mutates_args=())
@@ -170,24 +162,16 @@ def _fwd_op(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     from .. import _C
 
-    K, length = index.shape
-    seq = u.dim() == 4
-    sizes = _sizes(u, A, B, index, num_tokens, dt_weight, delta)
-    chunk = directional_scan_chunk_size(u.device)
-    sdt = state_dtype(u.dtype)
-    out = torch.empty(_out_shape(u, K, num_tokens, reduce_sum, channels_last), dtype=u.dtype, device=u.device)
-    saved = torch.empty(sizes[0], K * sizes[2], -(-length // chunk), sizes[5], dtype=sdt, device=u.device)
-    dt = delta if dt_weight is not None else None
-    dl = None if dt_weight is not None else delta
-    workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=False)
+    params = _params(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus,
+                     reduce_sum)
+    out = torch.empty(_out_shape(u, params.num_directions, num_tokens, reduce_sum, channels_last), dtype=u.dtype,
+                      device=u.device)
+    saved = torch.empty(params.batch, params.num_directions * params.dim, -(-params.length // params.chunk_size),
+                        params.dstate, dtype=state_dtype(u.dtype), device=u.device)
+    params.out, params.chunk_states = _out_arg(out, reduce_sum, channels_last), saved.data_ptr()
+    workspace = _native.attach_workspace(params, params.fwd_workspace_bytes, u)  # noqa: F841 (alive for the call)
     with _native.device_context(u):
-        _C.directional_scan_fwd(
-            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
-            [delta_softplus, seq, reduce_sum], chunk, index.data_ptr(), _arg4(u, shared=not seq), _arg4(dl),
-            _arg4(dt), _arg(dt_weight), _arg(A), _arg(B), _arg(C), _arg(D), _arg4(z), _arg(delta_bias),
-            _arg(weights), _out_arg(out, reduce_sum, channels_last), saved.data_ptr(), _native.cuda_stream_of(u),
-            workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
-        )
+        _C.directional_scan_fwd(_native.device_kind(u), params)
     return out, saved
 
 
@@ -226,8 +210,6 @@ def _bwd_op(
     """[du, ddelta (or ddt), ddt_weight, dA, dB, dC, dD, dz, ddelta_bias, dweights]; absent ones empty."""
     from .. import _C
 
-    seq = u.dim() == 4
-    sizes = _sizes(u, A, B, index, num_tokens, dt_weight, delta)
     sdt = state_dtype(u.dtype)
 
     def empty():
@@ -243,23 +225,24 @@ def _bwd_op(
     dz = torch.empty(z.shape, dtype=z.dtype, device=u.device) if z is not None else empty()
     dbias = torch.empty(A.shape[0], dtype=sdt, device=u.device) if delta_bias is not None else empty()
     dw = torch.empty(weights.shape, dtype=sdt, device=u.device) if weights is not None else empty()
-    dt = delta if dt_weight is not None else None
-    dl = None if dt_weight is not None else delta
-    dout_arg = _out_arg(dout, reduce_sum, channels_last)
-    workspace = _workspace(u, sizes, [delta_softplus, seq, reduce_sum], backward=True)
+    grads = [du, ddelta, ddt_w, dA, dB, dC, dD, dz, dbias, dw]
+    if u.numel() == 0:  # batch or dim 0: no step reaches the output, every gradient is zero (as the reference's)
+        return [g.zero_() for g in grads]
+    params = _params(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens, delta_softplus,
+                     reduce_sum)
+    params.chunk_states = chunk_states.data_ptr()
+    workspace = _native.attach_workspace(params, params.bwd_workspace_bytes, u)  # noqa: F841 (alive for the call)
+    low_rank = dt_weight is not None
+    arg = _native.tensor_arg
+    native_grads = _C.DirectionalScanGrads(
+        dout=_out_arg(dout, reduce_sum, channels_last), du=arg(du) if u.dim() == 4 else _shared_arg(du),
+        ddelta=None if low_rank else arg(ddelta), ddt=arg(ddelta) if low_rank else None,
+        ddt_weight=arg(ddt_w) if low_rank else None, dA=arg(dA), dB=arg(dB), dC=arg(dC),
+        dD=arg(dD) if D is not None else None, dz=arg(dz) if z is not None else None,
+        ddelta_bias=arg(dbias) if delta_bias is not None else None, dweights=arg(dw) if weights is not None else None,
+    )
     with _native.device_context(u):
-        _C.directional_scan_bwd(
-            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), sizes,
-            [delta_softplus, seq, reduce_sum], directional_scan_chunk_size(u.device), index.data_ptr(),
-            _arg4(u, shared=not seq), _arg4(dl), _arg4(dt), _arg(dt_weight), _arg(A), _arg(B), _arg(C), _arg(D),
-            _arg4(z), _arg(delta_bias), _arg(weights), chunk_states.data_ptr(), dout_arg,
-            _arg4(du, shared=not seq), _arg4(ddelta) if dt_weight is None else None,
-            _arg4(ddelta) if dt_weight is not None else None,
-            _arg(ddt_w) if dt_weight is not None else None, _arg(dA), _arg(dB), _arg(dC),
-            _arg(dD) if D is not None else None, _arg4(dz) if z is not None else None,
-            _arg(dbias) if delta_bias is not None else None, _arg(dw) if weights is not None else None,
-            _native.cuda_stream_of(u), workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
-        )
+        _C.directional_scan_bwd(_native.device_kind(u), params, native_grads)
     return [du, ddelta, ddt_w, dA, dB, dC, dD, dz, dbias, dw]
 
 
@@ -423,10 +406,6 @@ def _gather_index(index, num_tokens: int, device: torch.device) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- checks
-def _unit_last(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
-
-
 def _resolve_index(directions, H, W, index, device) -> ScanTable:
     """The scan table of the call: built from names (cached), a ScanTable as it is (moved to
     ``device`` if needed), or a user's index tensor after checking that it is a valid table."""
@@ -489,7 +468,7 @@ def _check_shapes(u, delta, A, B, C, D, delta_bias, z, weights, dt_proj_weight, 
     _checks.state_size(n_state)
     if dt_proj_weight is not None:
         if dt_proj_weight.dim() == 2:
-            dt_proj_weight = dt_proj_weight.reshape(K, dim, -1)
+            dt_proj_weight = dt_proj_weight.reshape(K, dim, dt_proj_weight.shape[-1])
         if dt_proj_weight.dim() != 3 or tuple(dt_proj_weight.shape[:2]) != (K, dim):
             raise ValueError(_err(f"dt_proj_weight must have shape (K, D, R) = ({K}, {dim}, R), "
                                   f"got {tuple(dt_proj_weight.shape)}"))
@@ -557,8 +536,10 @@ def directional_selective_scan(
     _native.device_kind(u)
     sdt = state_dtype(u.dtype)
     A, D, delta_bias, weights = (None if t is None else t.to(sdt) for t in (A, D, delta_bias, weights))
-    dtw = None if dt_proj_weight is None else dt_proj_weight.to(sdt).reshape(K * dim, -1)
-    u, delta, B, C, z = (_unit_last(t) for t in (u, delta, B, C, z))
+    dtw = None if dt_proj_weight is None else dt_proj_weight.to(sdt).reshape(K * dim, dt_proj_weight.shape[-1])
+    u, delta, B, C, z = (_native.unit_last(t) for t in (u, delta, B, C, z))
+    if u.dim() == 4 and K > 1 and u.stride(1) == 0:
+        u = u.contiguous()  # a direction stride of 0 means "one token-order u shared by all directions" natively
     out, _ = _fwd_op(u, delta, dtw, A, B, C, D, z, delta_bias, weights, idx, num_tokens, delta_softplus,
                      reduce == "sum", layout == "BLC")
     return out

@@ -38,16 +38,12 @@ def channels_last_scan_supported(*tensors: Optional[torch.Tensor]) -> bool:
 
 
 def _rows(t: Optional[torch.Tensor], shared: bool):
-    """(address, (batch, direction, step, inner) strides) of a 4-D row set; a 3-D (B, S, inner)
-    tensor is shared by the directions (direction stride 0)."""
+    """A 4-D row set with its (batch, direction, step, inner) strides; a 3-D (B, S, inner) tensor is
+    shared by the directions (direction stride 0)."""
     if t is None:
         return None
     s = list(t.stride())
-    return (t.data_ptr(), [s[0], 0, s[1], s[2]] if shared else s)
-
-
-def _vec(t: Optional[torch.Tensor]):
-    return None if t is None else (t.data_ptr(), list(t.stride()))
+    return _native.tensor_arg(t, [s[0], 0, s[1], s[2]] if shared else s)
 
 
 @torch.library.custom_op("localmamba::directional_scan_infer", mutates_args=())
@@ -75,17 +71,20 @@ def _infer_op(
     if batch == 0 or dim == 0:
         return out
     rank = delta.shape[-1] if dt_weight is not None else 0
-    by_token = [not sequence_inputs] * 4 + [z is not None and z.dim() == 3]
     shared_u = u.dim() == 3
     w2 = None if dt_weight is None else dt_weight.reshape(K * dim, rank)  # kept alive through the call
-    _C.directional_scan_infer(
-        _native.dtype_name(u.dtype), [batch, K, dim, length, num_tokens, A.shape[1], rank], delta_softplus,
-        index.data_ptr(), by_token, _rows(u, shared_u), None if dt_weight is not None else _rows(delta, False),
-        _rows(delta, False) if dt_weight is not None else None,
-        _vec(w2), _vec(A), _rows(B, False),
-        _rows(C, False), _vec(D), None if z is None else _rows(z, z.dim() == 3), _vec(delta_bias), _vec(weights),
-        _rows(out, False),
+    arg = _native.tensor_arg
+    params = _C.DirectionalScanInferParams(
+        dtype=_native.dtype_name(u.dtype), batch=batch, num_directions=K, dim=dim, length=length,
+        num_tokens=num_tokens, dstate=A.shape[1], dt_rank=rank, delta_softplus=delta_softplus, index=index.data_ptr(),
+        u=_rows(u, shared_u), delta=None if dt_weight is not None else _rows(delta, False),
+        dt=_rows(delta, False) if dt_weight is not None else None, B=_rows(B, False), C=_rows(C, False),
+        z=None if z is None else _rows(z, z.dim() == 3), u_by_token=not sequence_inputs,
+        delta_by_token=not sequence_inputs, dt_by_token=not sequence_inputs, B_by_token=not sequence_inputs,
+        C_by_token=not sequence_inputs, z_by_token=z is not None and z.dim() == 3, dt_weight=arg(w2), A=arg(A),
+        D=arg(D), delta_bias=arg(delta_bias), weights=arg(weights), out=arg(out),
     )
+    _C.directional_scan_infer(params)
     return out
 
 

@@ -254,7 +254,7 @@ def directional_selective_scan(
     us, ds, Bs, Cs, zs = (to_seq(t) for t in (u, delta, B, C, z))
     batch, _, dim, _ = us.shape
     if dt_proj_weight is not None:
-        w = dt_proj_weight.reshape(K, dim, -1).to(ds.dtype)
+        w = dt_proj_weight.reshape(K, dim, dt_proj_weight.shape[-1]).to(ds.dtype)
         ds = torch.einsum("bkrl,kdr->bkdl", ds, w)
     y = selective_scan(
         us.reshape(batch, K * dim, lmax), ds.reshape(batch, K * dim, lmax), A, Bs, Cs, D=D,

@@ -64,7 +64,9 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, r
                 f"{name} must have shape (batch, N, L) or (batch, groups, N, L), got {tuple(t.shape)}"
             ))
     if B.shape != C.shape:
-        raise ValueError(_checks.message(f"B and C must have the same shape, got {tuple(B.shape)} and {tuple(C.shape)}"))
+        raise ValueError(
+            _checks.message(f"B and C must have the same shape, got {tuple(B.shape)} and {tuple(C.shape)}")
+        )
     _checks.shape("D", D, (dim,), "(dim,)")
     _checks.shape("delta_bias", delta_bias, (dim,), "(dim,)")
     _checks.shape("initial_state", initial_state, (batch, dim, n_state), "(batch, dim, N)")
@@ -74,12 +76,17 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, r
 
 
 # ----------------------------------------------------------------------------- native ops
-def _arg(t: Optional[torch.Tensor]):
-    return None if t is None else (t.data_ptr(), _native.size1_strides(t))
+def _params(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus):
+    """The native params struct of one call's inputs (B and C grouped: (batch, groups, N, L))."""
+    from .. import _C
 
-
-def _sizes(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> List[int]:
-    return [u.shape[0], u.shape[1], u.shape[2], A.shape[1], B.shape[1]]
+    arg = _native.tensor_arg
+    return _C.SelectiveScanParams(
+        dtype=_native.dtype_name(u.dtype), bc_dtype=_native.dtype_name(B.dtype), batch=u.shape[0], dim=u.shape[1],
+        length=u.shape[2], dstate=A.shape[1], n_groups=B.shape[1], chunk_size=selective_scan_chunk_size(u.device),
+        delta_softplus=delta_softplus, u=arg(u), delta=arg(delta), A=arg(A), B=arg(B), C=arg(C), D=arg(D), z=arg(z),
+        delta_bias=arg(delta_bias), initial_state=arg(initial_state), cuda_stream=_native.cuda_stream_of(u),
+    )
 
 
 @torch.library.custom_op("localmamba::selective_scan_fwd", mutates_args=())
@@ -98,18 +105,15 @@ def _fwd_op(
     from .. import _C
 
     batch, dim, length = u.shape
-    n_state = A.shape[1]
-    chunk = selective_scan_chunk_size(u.device)
+    params = _params(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus)
     sdt = state_dtype(u.dtype)
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
-    last = torch.empty(batch, dim, n_state, dtype=sdt, device=u.device)
-    saved = torch.empty(batch, dim, -(-length // chunk), n_state, dtype=sdt, device=u.device)
+    last = torch.empty(batch, dim, params.dstate, dtype=sdt, device=u.device)
+    saved = torch.empty(batch, dim, -(-length // params.chunk_size), params.dstate, dtype=sdt, device=u.device)
+    params.out, params.last_state = _native.tensor_arg(out), _native.tensor_arg(last)
+    params.chunk_states = saved.data_ptr()
     with _native.device_context(u):
-        _C.selective_scan_fwd(
-            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), _sizes(u, A, B),
-            delta_softplus, chunk, _arg(u), _arg(delta), _arg(A), _arg(B), _arg(C), _arg(D), _arg(z),
-            _arg(delta_bias), _arg(initial_state), _arg(out), _arg(last), saved.data_ptr(), _native.cuda_stream_of(u),
-        )
+        _C.selective_scan_fwd(_native.device_kind(u), params)
     return out, last, saved
 
 
@@ -145,7 +149,7 @@ def _bwd_op(
     """Returns [du, ddelta, dA, dB, dC, dD, ddelta_bias, dinitial_state, dz] (dz empty without z)."""
     from .. import _C
 
-    batch, dim, length = u.shape
+    batch, dim, _ = u.shape
     n_state = A.shape[1]
     sdt = state_dtype(u.dtype)
     du = torch.empty_like(u, memory_format=torch.contiguous_format)
@@ -157,16 +161,17 @@ def _bwd_op(
     dD = torch.empty(dim, dtype=sdt, device=u.device)
     dbias = torch.empty(dim, dtype=sdt, device=u.device)
     dinit = torch.empty(batch, dim, n_state, dtype=sdt, device=u.device)
-    workspace = _native.cuda_workspace(_C.selective_scan_bwd_workspace_bytes(_native.dtype_name(u.dtype), _sizes(u, A, B)), u)
+    params = _params(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus)
+    params.chunk_states = chunk_states.data_ptr()
+    workspace = _native.attach_workspace(params, params.bwd_workspace_bytes, u)  # noqa: F841 (alive for the call)
+    arg = _native.tensor_arg
+    grads = _C.SelectiveScanGrads(
+        dout=arg(dout), dlast_state=arg(dlast_state), du=arg(du), ddelta=arg(ddelta),
+        dz=arg(dz if z is not None else None), dA=arg(dA), dB=arg(dB), dC=arg(dC), dD=arg(dD),
+        ddelta_bias=arg(dbias), dinitial_state=arg(dinit),
+    )
     with _native.device_context(u):
-        _C.selective_scan_bwd(
-            _native.device_kind(u), _native.dtype_name(u.dtype), _native.dtype_name(B.dtype), _sizes(u, A, B),
-            delta_softplus, selective_scan_chunk_size(u.device), _arg(u), _arg(delta), _arg(A), _arg(B), _arg(C),
-            _arg(D), _arg(z), _arg(delta_bias), _arg(initial_state), chunk_states.data_ptr(), _arg(dout),
-            _arg(dlast_state), _arg(du), _arg(ddelta), _arg(dz if z is not None else None), _arg(dA), _arg(dB),
-            _arg(dC), _arg(dD), _arg(dbias), _arg(dinit), _native.cuda_stream_of(u),
-            workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
-        )
+        _C.selective_scan_bwd(_native.device_kind(u), params, grads)
     return [du, ddelta, dA, dB, dC, dD, dbias, dinit, dz]
 
 
@@ -200,8 +205,8 @@ def _backward(ctx, dout, dlast, dsaved):
     u, delta, A, B, C, D, z, delta_bias, initial_state, saved = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(u)
-    elif dout.stride(-1) != 1 and dout.shape[-1] != 1:
-        dout = dout.contiguous()
+    else:
+        dout = _native.unit_last(dout)
     du, ddelta, dA, dB, dC, dD, dbias, dinit, dz = _bwd_op(
         u, delta, A, B, C, D, z, delta_bias, initial_state, saved, dout, dlast, ctx.delta_softplus
     )
@@ -220,10 +225,6 @@ def _backward(ctx, dout, dlast, dsaved):
 
 
 _fwd_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    return t if t is None or t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
 # ----------------------------------------------------------------------------- public API
@@ -262,6 +263,6 @@ def selective_scan(
     A, D, delta_bias, initial_state = (None if t is None else t.to(sdt) for t in (A, D, delta_bias, initial_state))
     if B.dim() == 3:
         B, C = B.unsqueeze(1), C.unsqueeze(1)
-    u, delta, z, B, C = (_time_contiguous(t) for t in (u, delta, z, B, C))
+    u, delta, z, B, C = (_native.unit_last(t) for t in (u, delta, z, B, C))
     out, last, _ = _fwd_op(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus)
     return (out, last) if return_last_state else out

@@ -11,7 +11,8 @@
 // chunk state (forward scan), then runs a reverse scan for the adjoint, carried across
 // chunks as q_t = exp(delta_t A) g_t. Per-(batch, channel) partial sums of dA, dD and
 // ddelta_bias are reduced over the batch in a fixed order by a second kernel; dB and dC
-// (shared by the channels of a group) are accumulated with float atomics in a float32
+// (shared by the channels of a group) are staged per state in shared memory in time order, so
+// consecutive threads add consecutive steps (coalesced atomics), with float atomics in a float32
 // (float64) workspace, then converted. All accumulation is in float32 (float64 for float64).
 //
 // Instantiations: forward and backward for 4 input types, plus 2 finalize kernels.
@@ -206,7 +207,8 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(SelectiveScanParams p, Se
   __shared__ S qcarry[2][kMaxN];
   __shared__ S dA_red[kMaxN][kWarps];
   __shared__ S red[2][kWarps];
-  static_assert(sizeof(totals) + sizeof(qcarry) + sizeof(dA_red) + sizeof(red) <=
+  __shared__ S dbc[2][kChunk];  // one state's dB, dC terms of the chunk in time order (coalesced atomics)
+  static_assert(sizeof(totals) + sizeof(qcarry) + sizeof(dA_red) + sizeof(red) + sizeof(dbc) <=
                     kMaxStaticSharedBytes,
                 "static shared memory over the 48 KB limit");
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -294,16 +296,23 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(SelectiveScanParams p, Se
 #pragma unroll
       for (int i = kItems - 1; i >= 0; --i) {
         const S gi = q + Cv[i] * dy[i];
-        if (t0 + i < L) {
-          atomicAdd(dC_ws + n * L + t0 + i, dy[i] * hs[i + 1]);
-          atomicAdd(dB_ws + n * L + t0 + i, gi * dl[i] * uv[i]);
-        }
+        dbc[0][tid * kItems + i] = gi * dl[i] * uv[i];
+        dbc[1][tid * kItems + i] = dy[i] * hs[i + 1];
         y_acc[i] += Cv[i] * hs[i + 1];
         du_acc[i] += gi * Bv[i];
         const S w = gi * hs[i] * a[i];
         dd_acc[i] += An * w;
         dA_local += dl[i] * w;
         q = a[i] * gi;
+      }
+      // Consecutive threads add consecutive time steps: a warp's atomics hit one or two cache lines
+      // (thread-owned items would spread them over kItems times more). The next state's block scan
+      // has a __syncthreads before anyone writes dbc again.
+      __syncthreads();
+      const int64_t chunk_start = c * kChunk;
+      for (int j = tid; j < kChunk && chunk_start + j < L; j += kThreads) {
+        atomicAdd(dB_ws + n * L + chunk_start + j, dbc[0][j]);
+        atomicAdd(dC_ws + n * L + chunk_start + j, dbc[1][j]);
       }
       dA_local = warp_sum(dA_local);
       if (lane == 0) dA_red[n][warp] += dA_local;

@@ -67,26 +67,41 @@ class Choice:
         return value
 
 
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class Must:
+    """A rule that a value passes as it is: `test(value)` must hold."""
+
+    test: Callable[[Any], bool]
+    expected: str
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if not self.test(value):
+            raise ConfigError(f"{name} must be {self.expected}, got {value!r}")
+        return value
 
 
 def _any(name: str, value: Any) -> Any:
     return value
 
 
-def _model_name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a model name string, got {value!r}")
-    return value
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _mapping(name: str, value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a mapping, got {value!r}")
-    return value
+_flag = Must(lambda v: isinstance(v, bool), "true or false")
+_model_name = Must(lambda v: isinstance(v, str) and bool(v), "a model name string")
+_mapping = Must(lambda v: isinstance(v, dict), "a mapping")
+_channel_values = Must(lambda v: v is None or (isinstance(v, (list, tuple)) and all(_is_number(x) for x in v)),
+                       "a list of numbers (one per channel)")
+_scale = Must(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_number(x) for x in v)
+              and 0 < v[0] <= v[1] <= 1, "[min, max] with 0 < min <= max <= 1")
+_betas = Must(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_number(x) and 0 <= x < 1 for x in v),
+              "two numbers in [0, 1)")
+_AUTO_AUGMENT_POLICIES = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
+_auto_augment = Must(lambda v: v is None or (isinstance(v, str) and v.split("-")[0] in _AUTO_AUGMENT_POLICIES),
+                     "a timm policy string such as 'rand-m9-mstd0.5-inc1'")
+_device = Must(lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda") or v.startswith("cuda:")),
+               "auto, cpu, cuda or cuda:N")
 
 
 def _directions(name: str, value: Any) -> Any:
@@ -102,41 +117,6 @@ def _directions(name: str, value: Any) -> Any:
                 parse_directions(layer)
             except (ValueError, TypeError) as e:
                 raise ConfigError(f"{name}[{i}]: {e}") from None
-    return value
-
-
-def _channel_values(name: str, value: Any) -> Any:
-    if value is not None and (not isinstance(value, (list, tuple))
-                              or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)):
-        raise ConfigError(f"{name} must be a list of numbers (one per channel), got {value!r}")
-    return value
-
-
-def _scale(name: str, value: Any) -> Any:
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and 0 < value[0] <= value[1] <= 1):
-        raise ConfigError(f"{name} must be [min, max] with 0 < min <= max <= 1, got {value!r}")
-    return value
-
-
-def _betas(name: str, value: Any) -> Any:
-    if not (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(x, (int, float)) and 0 <= x < 1 for x in value)):
-        raise ConfigError(f"{name} must be two numbers in [0, 1), got {value!r}")
-    return value
-
-
-_AUTO_AUGMENT_POLICIES = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
-
-
-def _auto_augment(name: str, value: Any) -> Any:
-    if value is not None and (not isinstance(value, str) or value.split("-")[0] not in _AUTO_AUGMENT_POLICIES):
-        raise ConfigError(f"{name} must be a timm policy string such as 'rand-m9-mstd0.5-inc1', got {value!r}")
-    return value
-
-
-def _device(name: str, value: Any) -> Any:
-    if not isinstance(value, str) or not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):
-        raise ConfigError(f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}")
     return value
 
 

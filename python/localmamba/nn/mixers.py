@@ -253,7 +253,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         index = table.index
         L = index.shape[1]
         x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
-        if bool((index < 0).any()):
+        if L > table.num_tokens:  # every direction visits each token once: the rest are padding steps
             x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)  # padding steps read zeros
         conv_b = self._stacked_module("conv1d", "bias")
         x = F.silu(causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b))

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
-from .scan import (causal_depthwise_conv1d, directional_scan_channels_last, directional_selective_scan, record_flops,
-                   selective_scan)
+from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
+                   directional_selective_scan, record_flops, selective_scan)
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
 
@@ -225,6 +225,8 @@ class MultiMamba(_BackendMixin, nn.Module):
         tokens = table.num_tokens
         if xz.shape[1] != tokens:
             raise ValueError(f"mixer got {xz.shape[1]} tokens for a {H}x{W} grid")
+        if backend == "native" and channels_last_scan_supported(xz, self.in_proj.weight):
+            return self._forward_channels_last(xz, table)
         # One batched gather of x and z for all K directions, class token included.
         seqs = gather_sequences(xz, table, backend=backend)  # (B, K, 2Di, Lmax [+1])
         L = seqs.shape[-1]
@@ -254,6 +256,29 @@ class MultiMamba(_BackendMixin, nn.Module):
         )  # (B, K, HW [+1], Di)
         ys = self.attn(ys)
         return self.out_proj(self.multi_scan.merge(ys))
+
+    def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
+        """forward for inference (CPU, no gradient): only x is gathered, channels-last (B, K, L, Di);
+        the conv runs on contiguous channel rows, x_proj is one batched GEMM, and the scan reads z
+        straight from in_proj's output through the index -- no (B, K, 2Di, L) gather."""
+        B, T, _ = xz.shape
+        K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
+        index = table.index
+        L = index.shape[1]
+        x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
+        if L > table.num_tokens:  # every direction visits each token once: the rest are padding steps
+            x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)  # padding steps read zeros
+        conv_b = self._stacked_module("conv1d", "bias")
+        x = F.silu(causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b))
+        x_dbl = torch.matmul(x, self._stacked_module("x_proj", "weight").transpose(1, 2).unsqueeze(0))  # (B, K, L, R+2N)
+        dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=-1)
+        ys = directional_scan_channels_last(
+            x, dt, -torch.exp(self._stacked("A_log")).reshape(K * Di, N), Bs, Cs, index, table.num_tokens,
+            dt_proj_weight=self._stacked_module("dt_proj", "weight"), D=self._stacked("D").reshape(K * Di),
+            z=xz[..., Di:], delta_bias=self._stacked_module("dt_proj", "bias").reshape(K * Di),
+            delta_softplus=True, sequence_inputs=True,
+        )  # (B, K, T, Di)
+        return self.out_proj(self.multi_scan.merge(self.attn(ys)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"

@@ -106,6 +106,32 @@ def test_segmentation_loss_averages_over_all_pixels_like_mmseg():
     assert torch.allclose(segmentation_loss(logits, labels, average_non_ignored=True), per_pixel.sum() / 8)
 
 
+def test_segmentation_class_weight_scales_each_pixel_by_its_label():
+    from localmamba.dense.segmentation import segmentation_loss
+
+    torch.manual_seed(3)
+    logits = torch.randn(2, 3, 5, 7)
+    labels = torch.randint(0, 3, (2, 5, 7))
+    labels[0, :2] = 255
+    weight = torch.tensor([0.25, 1.0, 3.0])
+    per_pixel = torch.nn.functional.cross_entropy(logits, labels, ignore_index=255, reduction="none")
+    labelled = labels != 255
+    by_label = torch.where(labelled, weight[labels.clamp(max=2)], torch.zeros(()))
+    assert torch.allclose(segmentation_loss(logits, labels, class_weight=weight), (per_pixel * by_label).sum() / 70)
+    assert torch.allclose(segmentation_loss(logits, labels, average_non_ignored=True, class_weight=weight),
+                          (per_pixel * by_label).sum() / by_label.sum())
+    # the model carries the weights into both heads' losses
+    model = build_upernet("local_vssm_test", 3, channels=8, aux_channels=8, class_weight=[0.0, 0.0, 1.0])
+    x = torch.randn(2, 3, 32, 32)
+    only_bg = torch.zeros(2, 32, 32, dtype=torch.long)
+    assert all(float(v) == 0.0 for v in model(x, only_bg).values())
+    assert all(float(v) > 0.0 for v in model(x, only_bg + 2).values())
+    with pytest.raises(ValueError, match="class_weight"):
+        build_upernet("local_vssm_test", 3, channels=8, aux_channels=8, class_weight=[1.0, 1.0])
+    with pytest.raises(ConfigError, match="model.class_weight"):
+        load_dense_config("segmentation/embedded_local_vssm", ["model.class_weight=[1, -1]"])
+
+
 @pytest.mark.parametrize("name", ["local_vssm_test", "local_vim_test"])
 def test_backbone_init_is_strict_and_reported(name, tmp_path):
     classifier = create_model(name)

@@ -94,7 +94,8 @@ def build_dense_model(cfg: Dict[str, Any], num_classes: int, log=print) -> nn.Mo
         else:
             model = build_upernet(m["backbone"], num_classes, channels=m["decode_channels"],
                                   aux_channels=m["aux_channels"], aux_index=m["aux_index"], aux_weight=m["aux_weight"],
-                                  dropout=m["dropout"], average_non_ignored=m["average_non_ignored"], **common)
+                                  dropout=m["dropout"], average_non_ignored=m["average_non_ignored"],
+                                  class_weight=m["class_weight"], **common)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {e}") from None
     if m["pretrained"]:

@@ -41,6 +41,7 @@ DENSE_DEFAULTS: Dict[str, Any] = {
         "aux_weight": 0.4,
         "dropout": 0.1,
         "average_non_ignored": False,
+        "class_weight": None,  # segmentation: one loss weight per class (mmseg's class_weight), None: all 1
     },
     "data": {
         "dataset": "embedded",  # embedded | coco | ade20k
@@ -183,6 +184,13 @@ def validate_dense_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     if not (isinstance(ms, int) or (isinstance(ms, list) and ms and all(isinstance(v, int) for v in ms))):
         raise ConfigError(f"model.min_size must be an integer or a list of integers, got {ms!r}")
     m["aux_weight"] = _number(m["aux_weight"], "model.aux_weight")
+    cw = m["class_weight"]
+    if cw is not None:
+        if not (isinstance(cw, list) and cw and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      and v >= 0 for v in cw) and any(v > 0 for v in cw)):
+            raise ConfigError(f"model.class_weight must be a list of non-negative numbers (one per class, "
+                              f"not all zero) or null, got {cw!r}")
+        m["class_weight"] = [float(v) for v in cw]
     m["dropout"] = _number(m["dropout"], "model.dropout")
     for key in ("lsj_ratio", "scale", "ratio_range", "crop_size"):
         _pair(d[key], f"data.{key}")

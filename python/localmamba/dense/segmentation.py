@@ -60,13 +60,19 @@ class FCNHead(nn.Module):
         return self.classifier(self.dropout(self.conv(x)))
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, average_non_ignored: bool = False) -> torch.Tensor:
-    """Cross-entropy of logits upsampled (bilinear) to the label size, pixels labelled 255 ignored.
-    As mmseg's default, the mean runs over all pixels (``average_non_ignored=False``)."""
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, average_non_ignored: bool = False,
+                      class_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Cross-entropy of logits upsampled (bilinear) to the label size, pixels labelled 255 ignored,
+    each pixel weighted by its label's ``class_weight`` (all 1 when None). As mmseg's default, the
+    mean runs over all pixels (``average_non_ignored=False``); otherwise over the weights of the
+    labelled pixels (PyTorch's weighted mean)."""
     logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    weight = None if class_weight is None else class_weight.to(device=logits.device, dtype=torch.float32)
+    loss = F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=IGNORE_INDEX, reduction="none")
     if average_non_ignored:
-        return loss.sum() / (labels != IGNORE_INDEX).sum().clamp(min=1)
+        labelled = labels != IGNORE_INDEX
+        norm = labelled.sum() if weight is None else weight[labels[labelled]].sum()
+        return loss.sum() / norm.clamp(min=1e-12)
     return loss.mean()
 
 
@@ -79,8 +85,11 @@ class UperNet(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_classes: int, channels: int = 512, aux_channels: int = 256,
                  aux_index: int = 2, aux_weight: float = 0.4, dropout: float = 0.1,
-                 pool_scales: Sequence[int] = (1, 2, 3, 6), average_non_ignored: bool = False):
+                 pool_scales: Sequence[int] = (1, 2, 3, 6), average_non_ignored: bool = False,
+                 class_weight: Optional[Sequence[float]] = None):
         super().__init__()
+        if class_weight is not None and len(class_weight) != num_classes:
+            raise ValueError(f"class_weight lists {len(class_weight)} weights for {num_classes} classes")
         chans = backbone_channels(backbone)
         if not -len(chans) <= aux_index < len(chans):
             raise ValueError(f"aux_index {aux_index} does not index the backbone's {len(chans)} outputs")
@@ -91,6 +100,9 @@ class UperNet(nn.Module):
         self.aux_weight = aux_weight
         self.aux_head = FCNHead(chans[aux_index], num_classes, aux_channels, dropout) if aux_weight > 0 else None
         self.average_non_ignored = average_non_ignored
+        # a buffer (not a parameter): moves with the model, saved with it
+        self.register_buffer("class_weight", None if class_weight is None else
+                             torch.tensor([float(w) for w in class_weight]), persistent=False)
 
     def _features(self, images: torch.Tensor) -> List[torch.Tensor]:
         return as_list(self.backbone(images))
@@ -107,10 +119,11 @@ class UperNet(nn.Module):
             raise ValueError(f"labels must be (B, H, W) matching the images {tuple(images.shape)}, "
                              f"got {tuple(labels.shape)}")
         maps = self._features(images)
-        losses = {"loss_seg": segmentation_loss(self.decode_head(maps), labels, self.average_non_ignored)}
+        losses = {"loss_seg": segmentation_loss(self.decode_head(maps), labels, self.average_non_ignored,
+                                                self.class_weight)}
         if self.aux_head is not None:
             losses["loss_aux"] = self.aux_weight * segmentation_loss(self.aux_head(maps[self.aux_index]), labels,
-                                                                     self.average_non_ignored)
+                                                                     self.average_non_ignored, self.class_weight)
         return losses
 
 
@@ -118,7 +131,7 @@ def build_upernet(backbone: str, num_classes: int, backbone_kwargs: Optional[Dic
                   out_indices: Optional[Sequence[int]] = None, drop_path_rate: Optional[float] = None,
                   img_size: Optional[int] = None, channels: int = 512, aux_channels: int = 256,
                   aux_index: Optional[int] = None, aux_weight: float = 0.4, dropout: float = 0.1,
-                  average_non_ignored: bool = False) -> UperNet:
+                  average_non_ignored: bool = False, class_weight: Optional[Sequence[float]] = None) -> UperNet:
     """UperNet on a registered backbone. LocalVMamba: the four stages, auxiliary head on stage 3;
     LocalVim: four layers' outputs (default 4, 9, 14, 19 scaled to the depth) all at stride 16,
     auxiliary head on the last (SPEC-dense §5)."""
@@ -134,7 +147,7 @@ def build_upernet(backbone: str, num_classes: int, backbone_kwargs: Optional[Dic
     if aux_index is None:
         aux_index = 2 if family == "local_vssm" else len(backbone_channels(body)) - 1
     return UperNet(body, num_classes, channels, aux_channels, aux_index, aux_weight, dropout,
-                   average_non_ignored=average_non_ignored)
+                   average_non_ignored=average_non_ignored, class_weight=class_weight)
 
 
 def vim_out_indices(depth: int) -> Tuple[int, ...]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 from . import _C  # noqa: F401  (the native extension; built by `pip install .`)
 
@@ -43,3 +44,14 @@ def __getattr__(name: str):
         module_name, attr = _LAZY[name]
         return getattr(importlib.import_module(module_name), attr)
     raise AttributeError(f"module 'localmamba' has no attribute {name!r}")
+
+
+def _register_with_timm() -> None:
+    """After ``import timm, localmamba`` every model is in timm's registry. Without timm imported
+    nothing is imported here (registration then happens on ``import localmamba.models``), so
+    ``import localmamba`` stays light."""
+    if "timm" in sys.modules:
+        importlib.import_module("localmamba.models")
+
+
+_register_with_timm()

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _tolerance import assert_close  # the one tolerance rule (tests/python/_tolerance.py)
 
 from localmamba import _C
 from localmamba.ops import (directional_selective_scan, local_reverse, local_scan, middle_cls_index_table, reference,
                             scan_index_table, selective_scan)
 
-RTOL = {torch.float64: 1e-10, torch.float32: 3e-4, torch.float16: 3e-3, torch.bfloat16: 2e-2}
-ATOL = {torch.float64: 1e-10, torch.float32: 1e-3, torch.float16: 5e-3, torch.bfloat16: 3e-2}
 NAMES = ("u", "delta", "A", "B", "C", "D", "delta_bias", "z", "weights", "dt_proj_weight")
 ALL8 = ("h", "h_flip", "v", "v_flip", "w2", "w2_flip", "w7", "w7_flip")
 RELEASED4 = ("h", "v_flip", "w2", "w2_flip")  # a released LocalVMamba-T layer's directions
-
-
-def assert_close(actual, expected, dtype, what):
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
-    bound = ATOL[dtype] * e.abs().max().clamp_min(1e-30) + RTOL[dtype] * e.abs()
-    err = (a - e).abs()
-    bad = err > bound
-    assert not bad.any(), (f"{what} ({dtype}): {int(bad.sum())}/{e.numel()} out of tolerance; "
-                           f"max err {err.max().item():.3e}, max|e| {e.abs().max().item():.3e}")
 
 
 def make_inputs(index, dtype, *, seq=False, dt_rank=0, batch=2, dim=4, dstate=5, z=False, weights=False,

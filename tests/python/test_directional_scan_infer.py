@@ -156,3 +156,18 @@ def test_training_after_inference_mode_reuses_the_cached_scan_table():
         mixer(x)
     mixer(x).sum().backward()
     assert mixer.x_proj_weight.grad is not None
+
+
+@pytest.mark.parametrize("cls_index", [None, 7])
+def test_multimamba_inference_path_matches_the_training_path(cls_index):
+    """MultiMamba under no_grad (x-only channels-last gather, z read by token) gives the differentiable output."""
+    from localmamba.nn.mixers import MultiMamba
+
+    torch.manual_seed(0)
+    mixer = MultiMamba(11, ("h", "w2_flip", "v_flip"), d_state=5).eval()
+    grid = (3, 5)
+    x = torch.randn(2, 15 + (cls_index is not None), 11)
+    y_train = mixer(x, grid, cls_index)
+    with torch.no_grad():
+        y_infer = mixer(x, grid, cls_index)
+    assert_close(y_infer, y_train.detach(), torch.float32, "MultiMamba")

@@ -47,8 +47,14 @@ SKIP = {
         "needs ImageNet and 8 processes",
     "localmamba train --dataset cifar10 --data-dir ~/data --img-size 32 --epochs 100": "needs the CIFAR-10 folders",
     "PYTHON=/path/to/venv/bin/python scripts/dev_install.sh": "installs packages (editable rebuild)",
+    "localmamba detect train -c detection/mask_rcnn_local_vssm_tiny_fpn_coco_1x --data-dir data/coco "
+    "--pretrained local_vssm_tiny.ckpt": "needs COCO 2017 and a classification checkpoint",
 }
+# Appended to the dense training commands: two iterations, two validation scenes.
+SHORT_DENSE = "sched.iters=2 sched.warmup_iters=1 train.batch_size=2 data.limit_val=2 log.progress=false"
 SHORTEN = {
+    "localmamba detect train -c detection/embedded_local_vssm --output runs/det": SHORT_DENSE,
+    "localmamba segment train -c segmentation/embedded_local_vssm --output runs/seg": SHORT_DENSE,
     "localmamba train": SHORT_TRAIN,
     "localmamba train optim.lr=5e-4 aug.mixup=0.8 train.ema=true train.amp=bf16": SHORT_TRAIN,
     'python bench/ablation.py --epochs 6 "model.kwargs={embed_dim: 32, depth: 2, patch_size: 2}"':

@@ -15,26 +15,13 @@ import itertools
 
 import pytest
 import torch
+from _tolerance import assert_close  # the one tolerance rule (tests/python/_tolerance.py)
 
 import localmamba
 from localmamba import _C
 from localmamba.ops import reference, selective_scan
 
-RTOL = {torch.float64: 1e-10, torch.float32: 3e-4, torch.float16: 3e-3, torch.bfloat16: 2e-2}
-ATOL = {torch.float64: 1e-10, torch.float32: 1e-3, torch.float16: 5e-3, torch.bfloat16: 3e-2}
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str) -> None:
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
-    bound = ATOL[dtype] * e.abs().max().clamp_min(1e-30) + RTOL[dtype] * e.abs()
-    err = (a - e).abs()
-    bad = err > bound
-    assert not bad.any(), (
-        f"{what} ({dtype}): {int(bad.sum())}/{e.numel()} elements out of tolerance; "
-        f"max err {err.max().item():.3e}, max|e| {e.abs().max().item():.3e}"
-    )
 
 
 def make_inputs(batch, dim, length, dstate, groups, dtype, *, grouped, with_D, with_z, with_bias, with_h0,

@@ -1,33 +1,53 @@
 """Loading checkpoints: official release files and our own, .pth/.ckpt/.safetensors."""
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
 
-from ..nn.layers import resize_pos_embed
+__all__ = ["load_checkpoint", "load_state_dict_file", "adapt_state_dict", "extract_state_dict", "strip_prefixes",
+           "StateDictNotFound"]
 
-__all__ = ["load_checkpoint", "load_state_dict_file", "adapt_state_dict"]
+_MODEL_KEYS = ("model", "state_dict", "model_state", "module")
+_EMA_KEYS = ("model_ema", "state_dict_ema")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP, torch.compile
 
-_NESTED_KEYS = ("state_dict_ema", "model_ema", "model", "state_dict", "module")
+
+class StateDictNotFound(ValueError, RuntimeError):
+    """The object holds no model state dict."""
 
 
-def _unwrap(obj: Any, prefer_ema: bool) -> Dict[str, torch.Tensor]:
+def strip_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Removes DDP ('module.') and torch.compile ('_orig_mod.') key prefixes."""
+    out = {}
+    for key, value in state.items():
+        for prefix in _WRAPPER_PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def extract_state_dict(obj: Any, prefer_ema: bool = False) -> Dict[str, torch.Tensor]:
+    """The model state dict inside a loaded checkpoint -- the one unwrapper of the library.
+
+    Ours ("model", "model_ema"), the official release's ("model", "state_dict", "state_dict_ema"),
+    nested ones, or a bare state dict; ``prefer_ema`` picks the EMA weights when both exist.
+    Wrapper prefixes are stripped.
+    """
     if isinstance(obj, Mapping):
-        keys = list(_NESTED_KEYS)
-        if not prefer_ema:
-            keys = [k for k in keys if "ema" not in k] + [k for k in keys if "ema" in k]
-        if not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            for key in keys:
-                if key in obj and isinstance(obj[key], Mapping):
-                    return _unwrap(obj[key], prefer_ema)
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return strip_prefixes(obj)
+        keys = _EMA_KEYS + _MODEL_KEYS if prefer_ema else _MODEL_KEYS + _EMA_KEYS
+        for key in keys:
+            if isinstance(obj.get(key), Mapping):
+                return extract_state_dict(obj[key], prefer_ema)
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors:
-            return tensors
-    raise ValueError(
+            return strip_prefixes(tensors)
+    raise StateDictNotFound(
         "checkpoint holds no state dict: expected a mapping of tensors, possibly under 'model', 'state_dict' "
         "or 'state_dict_ema'"
     )
@@ -52,40 +72,16 @@ def load_state_dict_file(path: Union[str, os.PathLike], prefer_ema: bool = False
                 f"could not read {path} as a PyTorch checkpoint with weights_only=True ({exc}); "
                 "re-save it as a plain state dict or as .safetensors"
             ) from exc
-        state = _unwrap(obj, prefer_ema)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def _grid_of(n: int, fallback) -> tuple:
-    side = int(math.isqrt(n))
-    if side * side == n:
-        return side, side
-    return tuple(fallback)
+        state = extract_state_dict(obj, prefer_ema)
+    return strip_prefixes(state)
 
 
 def adapt_state_dict(model: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Makes a checkpoint fit the model: drops classifier keys for backbones and resizes the LocalVim
-    position embedding / rotary tables (bicubic) when the model was built for another input size."""
+    """Makes a checkpoint fit the model through its family's ``checkpoint_filter_fn`` (timm's
+    convention): drops classifier keys for backbones, resizes position tables to the model's grid."""
     state = dict(state)
-    if hasattr(model, "filter_state_dict"):
-        state = model.filter_state_dict(state)
-    from .local_vim import LocalVim, resize_pos_embed_with_prefix
-
-    if isinstance(model, LocalVim):
-        prefix = 1 if model.middle_cls_token else 0
-        target_grid = tuple(model.grid_size)
-        pe = state.get("pos_embed")
-        if pe is not None and model.use_pos_embed and pe.shape != model.pos_embed.shape:
-            old_grid = _grid_of(pe.shape[1] - prefix, target_grid)
-            state["pos_embed"] = resize_pos_embed_with_prefix(pe, old_grid, target_grid, model.middle_cls_token)
-        for key in ("rope.freqs_cos", "rope.freqs_sin"):
-            t = state.get(key)
-            if t is not None and model.use_rope and t.shape != getattr(model.rope, key.split(".")[1]).shape:
-                old_grid = _grid_of(t.shape[0], target_grid)
-                state[key] = resize_pos_embed(t.unsqueeze(0), old_grid, target_grid)[0]
-    return state
+    filter_fn = getattr(model, "checkpoint_filter_fn", None)
+    return filter_fn(state) if filter_fn is not None else state
 
 
 def load_checkpoint(
@@ -105,5 +101,5 @@ def load_checkpoint(
     state = load_state_dict_file(path, prefer_ema=prefer_ema)
     state = adapt_state_dict(model, state)
     if strict is None:
-        strict = not hasattr(model, "filter_state_dict")
+        strict = not getattr(model, "is_backbone", False)
     return model.load_state_dict(state, strict=strict)

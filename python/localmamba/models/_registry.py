@@ -18,13 +18,15 @@ _CFGS: Dict[str, Dict[str, Any]] = {}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Keyword arguments timm passes to every entrypoint; they carry nothing our models need.
-_TIMM_FACTORY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+#: Keyword arguments timm's factory passes to every entrypoint; create_model consumes them.
+TIMM_FACTORY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
 def default_cfg(**overrides: Any) -> Dict[str, Any]:
     cfg = dict(
         url="",
+        file="",
+        sha256=None,
         num_classes=1000,
         input_size=(3, 224, 224),
         pool_size=None,
@@ -97,27 +99,35 @@ def create_model(
     model_name: str,
     pretrained: bool = False,
     checkpoint_path: Optional[str] = None,
+    pretrained_cfg: Optional[Any] = None,
+    pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
+    cache_dir: Optional[str] = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Builds a registered model; keyword arguments go to its constructor.
 
-    ``checkpoint_path`` loads weights with :func:`localmamba.load_checkpoint` (official
-    checkpoints load as they are). No weights are hosted, so ``pretrained=True`` needs a
-    ``checkpoint_path``.
+    ``pretrained=True`` downloads the release's checkpoint by its URL (once; cached, SHA-256
+    checked when recorded; see ``localmamba.models._pretrained``) and loads it strictly;
+    ``pretrained_cfg_overlay`` (timm's) overrides cfg fields such as ``url`` or ``file``;
+    ``cache_dir`` is where downloads live. ``checkpoint_path`` loads a local file instead
+    (official checkpoints load as they are). The model's ``pretrained_cfg`` records its cfg.
     """
+    from ._pretrained import load_pretrained, resolve_pretrained_cfg
+
     if not isinstance(model_name, str):
         raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
     fn = model_entrypoint(model_name)
-    for key in _TIMM_FACTORY_KWARGS:
-        kwargs.pop(key, None)
-    if pretrained and not checkpoint_path:
-        raise ValueError(
-            f"no pretrained weights are hosted for {model_name!r}; download the official checkpoint and pass "
-            "checkpoint_path=... (or call localmamba.load_checkpoint(model, path))"
-        )
+    if pretrained and checkpoint_path:
+        raise ValueError("give pretrained=True (the released weights) or checkpoint_path=... (a local file), not both")
+    if hasattr(pretrained_cfg, "to_dict"):  # timm's PretrainedCfg
+        pretrained_cfg = pretrained_cfg.to_dict()
+    cfg = resolve_pretrained_cfg(dict(_CFGS[model_name], **(pretrained_cfg or {})), pretrained_cfg_overlay)
     model = fn(**kwargs)
-    if checkpoint_path:
+    if pretrained:
+        load_pretrained(model, model_name, cfg, cache_dir=cache_dir)
+    elif checkpoint_path:
         from ._checkpoint import load_checkpoint
 
         load_checkpoint(model, checkpoint_path)
+    model.pretrained_cfg = model.default_cfg = cfg
     return model

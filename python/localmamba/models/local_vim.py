@@ -16,49 +16,17 @@ import torch.nn.functional as F
 
 from ..nn.layers import DropPath, PatchEmbed, RMSNorm, RotaryEmbedding2D, check_image, resize_pos_embed, to_2tuple
 from ..nn.mixers import MultiMamba
-from ..ops.directions import PLAIN_DIRECTIONS, SEARCH_CANDIDATES
+from ..ops.backend import BACKENDS
+from ..ops.directions import PLAIN_DIRECTIONS
 from . import _directions
+from ._builder import build_model
+from ._args import check_choice, check_dt_rank, check_int, check_positive_float, check_rate, check_size
+from ._directions import DirectionsArg, resolve_layer_directions
+from ._features import FeatureInfo
+from ._pretrained import RELEASE_URL
 from ._registry import register_model
 
 __all__ = ["LocalVim", "LocalVimBackbone", "resolve_layer_directions"]
-
-DirectionsArg = Union[None, str, Sequence[str], Sequence[Sequence[str]]]
-
-
-def resolve_layer_directions(directions: DirectionsArg, num_layers: int, search: Optional[bool],
-                             what: str = "layer") -> Tuple[List[Tuple[str, ...]], bool]:
-    """Normalises the ``directions`` argument to one list per layer (or block).
-
-    None -> every search candidate in every layer, as a supernet (the release's convention);
-    a comma-separated string or a flat list of names -> the same list in every layer;
-    a list of lists -> one list per layer (its length must be ``num_layers``).
-    ``search`` (default: True exactly when directions is None) makes the layers supernets over
-    their lists: per-direction LayerNorm and softmax(α)-weighted merge.
-    """
-    if directions is None:
-        if search is False:
-            raise ValueError("directions=None means a search supernet; pass per-layer directions for search=False")
-        return [tuple(SEARCH_CANDIDATES)] * num_layers, True
-    if isinstance(directions, str):
-        directions = [d.strip() for d in directions.split(",") if d.strip()]
-    directions = list(directions)
-    if not directions:
-        raise ValueError("directions must not be empty")
-    if all(isinstance(d, str) for d in directions):
-        per_layer = [tuple(directions)] * num_layers
-    elif all(isinstance(d, (list, tuple)) for d in directions):
-        if len(directions) != num_layers:
-            raise ValueError(
-                f"directions has {len(directions)} per-{what} lists but the model has {num_layers} {what}s"
-            )
-        per_layer = [tuple(d) for d in directions]
-    else:
-        raise TypeError("directions must be None, a list of direction names, or one such list per " + what)
-    for i, dirs in enumerate(per_layer):
-        if not dirs:
-            raise ValueError(f"{what} {i} has no scan directions")
-    return per_layer, bool(search)
-
 
 class Block(nn.Module):
     """Add -> norm -> mixer, returning (mixer output, residual); the residual is kept in fp32."""
@@ -119,14 +87,21 @@ class LocalVim(nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        check_size("img_size", img_size)
+        check_size("patch_size", patch_size)
+        for name, value, minimum in (("in_chans", in_chans, 1), ("num_classes", num_classes, 0),
+                                     ("embed_dim", embed_dim, 1), ("depth", depth, 1), ("d_state", d_state, 1),
+                                     ("d_conv", d_conv, 1), ("pt_hw_seq_len", pt_hw_seq_len, 1)):
+            check_int(name, value, minimum)
+        check_dt_rank(dt_rank)
+        check_positive_float("expand", expand)
+        check_positive_float("norm_eps", norm_eps)
+        check_rate("drop_rate", drop_rate)
+        check_rate("drop_path_rate", drop_path_rate)
+        check_choice("backend", backend, (None, *BACKENDS))
         if global_pool is None:
             global_pool = "token" if middle_cls_token else "mean"
-        if global_pool not in ("mean", "avg", "token", ""):
-            raise ValueError(f"global_pool must be 'mean', 'token' or '', got {global_pool!r}")
+        check_choice("global_pool", global_pool, ("mean", "avg", "token", ""))
         if global_pool == "token" and not middle_cls_token:
             raise ValueError("global_pool='token' needs middle_cls_token=True")
         layer_dirs, search = resolve_layer_directions(directions, depth, search)
@@ -233,9 +208,20 @@ class LocalVim(nn.Module):
         return self
 
     # ------------------------------------------------------------------ timm-style API
+    is_backbone = False
+
+    def checkpoint_filter_fn(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return checkpoint_filter_fn(state_dict, self)
+
     @torch.jit.ignore
     def no_weight_decay(self):
         return {"pos_embed", "cls_token"}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        """timm's parameter groups (layer-wise LR decay): the embeddings, then one group per layer."""
+        return dict(stem=r"^cls_token|^pos_embed|^patch_embed|^rope",
+                    blocks=[(r"^layers\.(\d+)", None), (r"^norm_f", (99999,))])
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -306,6 +292,31 @@ class LocalVim(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def _grid_of(n: int, fallback) -> Tuple[int, int]:
+    side = int(math.isqrt(n))
+    return (side, side) if side * side == n else tuple(fallback)
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: "LocalVim") -> Dict[str, torch.Tensor]:
+    """Fits a checkpoint (ours or the release's) to ``model`` (timm's convention): drops the
+    classifier keys for a backbone and resizes the position embedding / rotary tables bicubically
+    when the model was built for another input size."""
+    state = dict(state_dict)
+    if getattr(model, "is_backbone", False):
+        state = {k: v for k, v in state.items() if not (k.startswith("head.") or k.startswith("norm_f."))}
+    prefix = 1 if model.middle_cls_token else 0
+    target_grid = tuple(model.grid_size)
+    pe = state.get("pos_embed")
+    if pe is not None and model.use_pos_embed and pe.shape != model.pos_embed.shape:
+        old_grid = _grid_of(pe.shape[1] - prefix, target_grid)
+        state["pos_embed"] = resize_pos_embed_with_prefix(pe, old_grid, target_grid, model.middle_cls_token)
+    for key in ("rope.freqs_cos", "rope.freqs_sin"):
+        t = state.get(key)
+        if t is not None and model.use_rope and t.shape != getattr(model.rope, key.split(".")[1]).shape:
+            state[key] = resize_pos_embed(t.unsqueeze(0), _grid_of(t.shape[0], target_grid), target_grid)[0]
+    return state
+
+
 def resize_pos_embed_with_prefix(pos_embed: torch.Tensor, old_grid, new_grid, middle_cls_token: bool) -> torch.Tensor:
     """Resizes (1, [1+] Ho*Wo, C) bicubically; a middle class token's entry moves to the new middle index."""
     old_grid, new_grid = tuple(old_grid), tuple(new_grid)
@@ -340,13 +351,12 @@ class LocalVimBackbone(LocalVim):
         del self.norm_f
         for j in range(len(self.out_indices)):
             self.add_module(f"outnorm_{j}", nn.LayerNorm(self.embed_dim))
-        self.feature_info = [
-            dict(num_chs=self.embed_dim, reduction=self.patch_size[0], module=f"layers.{i}") for i in self.out_indices
-        ]
+        self.feature_info = FeatureInfo(
+            [dict(num_chs=self.embed_dim, reduction=self.patch_size[0], module=f"layers.{i}") for i in range(self.depth)],
+            self.out_indices,
+        )
 
-    def filter_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Drops the classifier keys of a classification checkpoint."""
-        return {k: v for k, v in state_dict.items() if not (k.startswith("head.") or k.startswith("norm_f."))}
+    is_backbone = True  # checkpoints load non-strictly: a classifier's lacks the outnorms
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x, (H, W), cls_index = self._embed(x)
@@ -365,35 +375,26 @@ _RELEASE = dict(patch_size=16, depth=20, rms_norm=True, residual_in_fp32=True, p
 
 
 def _build(defaults: Dict[str, Any], kwargs: Dict[str, Any]) -> LocalVim:
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")}
-    if kwargs.pop("pretrained", False):
-        raise ValueError("no pretrained weights are hosted; build the model and use localmamba.load_checkpoint")
-    features_only = kwargs.pop("features_only", False)
-    args = dict(defaults)
-    args.update(kwargs)
-    if features_only:
-        return LocalVimBackbone(**args)
-    args.pop("out_indices", None)
-    return LocalVim(**args)
+    return build_model(LocalVim, LocalVimBackbone, defaults, kwargs)
 
 
 _VIM_CFG = dict(family="local_vim", first_conv="patch_embed.proj")
 
 
-@register_model(paper_top1=76.2, **_VIM_CFG)
+@register_model(paper_top1=76.2, url=RELEASE_URL + "local_vim_tiny.ckpt", **_VIM_CFG)
 def local_vim_tiny(**kwargs: Any) -> LocalVim:
     """LocalVim-T: embed 192, depth 20, searched directions, rope + abs pos embed, mean pool."""
     return _build(dict(_RELEASE, embed_dim=192, directions=_directions.LOCAL_VIM_TINY), kwargs)
 
 
-@register_model(paper_top1=77.8, **_VIM_CFG)
+@register_model(paper_top1=77.8, url=RELEASE_URL + "local_vim_tiny_middle_cls_token.ckpt", **_VIM_CFG)
 def local_vim_tiny_middle_cls_token(**kwargs: Any) -> LocalVim:
     """LocalVim-T with a middle class token (no rope); the head reads the class token."""
     return _build(dict(_RELEASE, embed_dim=192, directions=_directions.LOCAL_VIM_TINY, rope=False, rope_residual=False,
                        middle_cls_token=True), kwargs)
 
 
-@register_model(paper_top1=81.1, **_VIM_CFG)
+@register_model(paper_top1=81.1, url=RELEASE_URL + "local_vim_small.ckpt", **_VIM_CFG)
 def local_vim_small(**kwargs: Any) -> LocalVim:
     """LocalVim-S: embed 384 (the release's effective definition: h, h_flip, w2, w2_flip in every layer)."""
     return _build(dict(_RELEASE, embed_dim=384, directions=_directions.LOCAL_VIM_SMALL), kwargs)

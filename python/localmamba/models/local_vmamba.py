@@ -16,10 +16,15 @@ import torch.nn.functional as F
 
 from ..nn.layers import DropPath, check_image, to_2tuple
 from ..nn.mixers import SS2D
+from ..ops.backend import BACKENDS
 from ..ops.directions import PLAIN_DIRECTIONS
 from . import _directions
+from ._builder import build_model
+from ._args import check_choice, check_dt_rank, check_int, check_ints, check_positive_float, check_rate, check_size
+from ._directions import DirectionsArg, resolve_layer_directions
+from ._features import FeatureInfo
+from ._pretrained import RELEASE_URL
 from ._registry import register_model
-from .local_vim import DirectionsArg, resolve_layer_directions
 
 __all__ = ["LocalVMamba", "LocalVMambaBackbone", "VSSBlock", "PatchMerging2D"]
 
@@ -103,16 +108,24 @@ class LocalVMamba(nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        depths = [int(d) for d in depths]
-        if not depths or any(d < 1 for d in depths):
-            raise ValueError(f"depths must be positive, got {depths}")
-        if isinstance(dims, int):
-            dims = [dims * 2 ** i for i in range(len(depths))]
-        dims = [int(d) for d in dims]
+        depths = list(check_ints("depths", depths))
+        if isinstance(dims, int) and not isinstance(dims, bool):
+            dims = [check_int("dims", dims) * 2 ** i for i in range(len(depths))]
+        dims = list(check_ints("dims", dims))
         if len(dims) != len(depths):
             raise ValueError(f"dims ({len(dims)}) and depths ({len(depths)}) must have the same length")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        check_size("img_size", img_size)
+        check_size("patch_size", patch_size)
+        for name, value, minimum in (("in_chans", in_chans, 1), ("num_classes", num_classes, 0),
+                                     ("d_state", d_state, 1), ("d_conv", d_conv, 1)):
+            check_int(name, value, minimum)
+        check_dt_rank(dt_rank)
+        check_positive_float("ssm_ratio", ssm_ratio)
+        check_positive_float("norm_eps", norm_eps)
+        for name, value in (("ssm_drop_rate", ssm_drop_rate), ("drop_rate", drop_rate),
+                            ("drop_path_rate", drop_path_rate)):
+            check_rate(name, value)
+        check_choice("backend", backend, (None, *BACKENDS))
         block_dirs, search = resolve_layer_directions(directions, sum(depths), search, what="block")
         self.block_directions = block_dirs
         self.search = search
@@ -198,9 +211,21 @@ class LocalVMamba(nn.Module):
                 m.backend = backend
         return self
 
+    is_backbone = False
+
+    def checkpoint_filter_fn(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return checkpoint_filter_fn(state_dict, self)
+
     @torch.jit.ignore
     def no_weight_decay(self):
         return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        """timm's parameter groups (layer-wise LR decay): the stem, then one group per block."""
+        blocks = r"^layers\.(\d+)" if coarse else [(r"^layers\.(\d+)\.blocks\.(\d+)", None),
+                                                   (r"^layers\.(\d+)\.downsample", (0,))]
+        return dict(stem=r"^patch_embed", blocks=blocks)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier.head
@@ -235,6 +260,14 @@ class LocalVMamba(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: LocalVMamba) -> Dict[str, torch.Tensor]:
+    """Fits a checkpoint (ours or the release's) to ``model`` (timm's convention): a backbone drops
+    the classifier keys; everything else loads as it is (any input size works unchanged)."""
+    if getattr(model, "is_backbone", False):
+        return {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
+    return dict(state_dict)
+
+
 class LocalVMambaBackbone(LocalVMamba):
     """Multi-scale LocalVMamba backbone (the release's ``Backbone_LocalVSSM``, OpenMMLab-compatible).
 
@@ -254,12 +287,13 @@ class LocalVMambaBackbone(LocalVMamba):
             self.add_module(f"outnorm{i}", nn.LayerNorm(self.dims[i], eps=self.classifier.norm.eps))
         del self.classifier
         del self.head_drop
-        self.feature_info = [
-            dict(num_chs=self.dims[i], reduction=self.patch_size[0] * 2 ** i, module=f"layers.{i}") for i in out_indices
-        ]
+        self.feature_info = FeatureInfo(
+            [dict(num_chs=self.dims[i], reduction=self.patch_size[0] * 2 ** i, module=f"layers.{i}")
+             for i in range(self.num_layers)],
+            out_indices,
+        )
 
-    def filter_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
+    is_backbone = True  # checkpoints load non-strictly: a classifier's lacks the outnorms
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = self._stem(x)
@@ -274,16 +308,7 @@ class LocalVMambaBackbone(LocalVMamba):
 
 # ---------------------------------------------------------------------------- entrypoints
 def _build(defaults: Dict[str, Any], kwargs: Dict[str, Any]) -> LocalVMamba:
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")}
-    if kwargs.pop("pretrained", False):
-        raise ValueError("no pretrained weights are hosted; build the model and use localmamba.load_checkpoint")
-    features_only = kwargs.pop("features_only", False)
-    args = dict(defaults)
-    args.update(kwargs)
-    if features_only:
-        return LocalVMambaBackbone(**args)
-    args.pop("out_indices", None)
-    return LocalVMamba(**args)
+    return build_model(LocalVMamba, LocalVMambaBackbone, defaults, kwargs)
 
 
 _CFG = dict(family="local_vssm", first_conv="patch_embed.0", classifier="classifier.head")
@@ -297,7 +322,7 @@ def local_vssm_tiny(**kwargs: Any) -> LocalVMamba:
     return _build(dict(_T, drop_path_rate=0.2, directions=_directions.LOCAL_VSSM_TINY), kwargs)
 
 
-@register_model(paper_top1=83.7, **_CFG)
+@register_model(paper_top1=83.7, url=RELEASE_URL + "local_vssm_small.ckpt", **_CFG)
 def local_vssm_small(**kwargs: Any) -> LocalVMamba:
     """LocalVMamba-S: dims 96-768, depths 2-2-27-2, searched directions, drop path 0.2."""
     return _build(dict(_S, drop_path_rate=0.2, directions=_directions.LOCAL_VSSM_SMALL), kwargs)

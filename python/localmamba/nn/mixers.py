@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
-from .scan import (causal_depthwise_conv1d, directional_scan_channels_last, directional_selective_scan, record_flops,
-                   selective_scan)
+from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
+                   directional_selective_scan, record_flops, selective_scan)
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
 
@@ -55,40 +55,34 @@ class _GatedSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, y, ln_w, ln_b, w1, b1, w2, b2, attn):
+    def forward(ctx, y, ln_w, ln_b, w1, b1, w2, b2, eps: float):
         Bn, K, L, C = y.shape
         record_flops("scattn_layer_norm", 5 * y.numel())  # as counted for the LayerNorm it replaces
         g, mus, rstds = [], [], []
         for k in range(K):
             yk = y[:, k]
             var, mu = torch.var_mean(yk, -1, correction=0, keepdim=True)  # (B, L, 1)
-            rstd = (var + attn.norm.eps).rsqrt()
+            rstd = (var + eps).rsqrt()
             # mean_t xhat = (sum_t rstd_t y_t - sum_t rstd_t mu_t) / L
             xm = (torch.bmm(rstd.transpose(1, 2), yk) - (rstd * mu).sum(1, keepdim=True)) / L  # (B, 1, C)
             g.append(xm * ln_w + ln_b)
             mus.append(mu)
             rstds.append(rstd)
         g = torch.stack(g, 1)  # (B, K, 1, C)
-        s = attn.gate_fn(F.linear(attn.act_fn(F.linear(g, w1, b1)), w2, b2))
+        s = torch.sigmoid(F.linear(F.gelu(F.linear(g, w1, b1)), w2, b2))  # SCAttn's gate
         merged = y[:, 0] * s[:, 0]
         for k in range(1, K):
             merged.addcmul_(y[:, k], s[:, k])  # forward runs without autograd
         ctx.save_for_backward(y, ln_w, ln_b, w1, b1, w2, b2, g, s, torch.stack(mus, 1), torch.stack(rstds, 1))
-        ctx.attn = attn
         return merged
 
     @staticmethod
     def backward(ctx, grad):
         y, ln_w, ln_b, w1, b1, w2, b2, g, s, mu, rstd = ctx.saved_tensors
-        attn = ctx.attn
         K, L, C = y.shape[1], y.shape[2], y.shape[3]
         grad = grad.contiguous()
         grad_s = torch.stack([(grad * y[:, k]).sum(1, keepdim=True) for k in range(K)], 1)  # (B, K, 1, C)
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_() for t in (g, w1, b1, w2, b2)]
-            g_, w1_, b1_, w2_, b2_ = leaves
-            s_ = attn.gate_fn(F.linear(attn.act_fn(F.linear(g_, w1_, b1_)), w2_, b2_))
-            grad_g, dw1, db1, dw2, db2 = torch.autograd.grad(s_, leaves, grad_s)
+        grad_g, dw1, db1, dw2, db2 = _gate_backward(g, w1, b1, w2, s, grad_s)
         # direction-major storage: each direction's slice is contiguous and written in place
         grad_y = y.new_empty((K, y.shape[0], L, C)).transpose(0, 1)
         dln_w = torch.zeros_like(ln_w)
@@ -111,10 +105,29 @@ class _GatedSum(torch.autograd.Function):
         return grad_y, dln_w, dln_b, dw1, db1, dw2, db2, None
 
 
+def _gate_backward(g, w1, b1, w2, s, grad_s):
+    """Gradients of s = sigmoid(W2 gelu(W1 g + b1) + b2) written out (no autograd call inside a
+    backward, so torch.compile keeps the layer in one graph). g, s, grad_s: (B, K, 1, C)."""
+    a1 = F.linear(g, w1, b1)  # (B, K, 1, R)
+    h = F.gelu(a1)
+    d_a2 = grad_s * s * (1 - s)
+    dh = d_a2 @ w2
+    cdf = 0.5 * (1 + torch.erf(a1 * 0.7071067811865476))
+    pdf = torch.exp(-0.5 * a1 * a1) * 0.3989422804014327
+    d_a1 = dh * (cdf + a1 * pdf)  # exact GELU derivative
+    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
+    dw2 = flat(d_a2).t() @ flat(h)
+    dw1 = flat(d_a1).t() @ flat(g)
+    return d_a1 @ w1, dw1, flat(d_a1).sum(0), dw2, flat(d_a2).sum(0)
+
+
 def _gated_sum(y: torch.Tensor, attn) -> torch.Tensor:
     """sum_k attn(y)[:, k] for a fixed-architecture SS2D (see _GatedSum)."""
+    if not (isinstance(attn.act_fn, nn.GELU) and attn.act_fn.approximate == "none"
+            and isinstance(attn.gate_fn, nn.Sigmoid)):
+        raise TypeError("_gated_sum writes out SCAttn's exact-GELU / sigmoid gate; got another gate")
     return _GatedSum.apply(y, attn.norm.weight, attn.norm.bias, attn.global_reduce.weight, attn.global_reduce.bias,
-                           attn.channel_select.weight, attn.channel_select.bias, attn)
+                           attn.channel_select.weight, attn.channel_select.bias, float(attn.norm.eps))
 
 
 class _BackendMixin:
@@ -212,6 +225,8 @@ class MultiMamba(_BackendMixin, nn.Module):
         tokens = table.num_tokens
         if xz.shape[1] != tokens:
             raise ValueError(f"mixer got {xz.shape[1]} tokens for a {H}x{W} grid")
+        if backend == "native" and channels_last_scan_supported(xz, self.in_proj.weight):
+            return self._forward_channels_last(xz, table)
         # One batched gather of x and z for all K directions, class token included.
         seqs = gather_sequences(xz, table, backend=backend)  # (B, K, 2Di, Lmax [+1])
         L = seqs.shape[-1]
@@ -241,6 +256,29 @@ class MultiMamba(_BackendMixin, nn.Module):
         )  # (B, K, HW [+1], Di)
         ys = self.attn(ys)
         return self.out_proj(self.multi_scan.merge(ys))
+
+    def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
+        """forward for inference (CPU, no gradient): only x is gathered, channels-last (B, K, L, Di);
+        the conv runs on contiguous channel rows, x_proj is one batched GEMM, and the scan reads z
+        straight from in_proj's output through the index -- no (B, K, 2Di, L) gather."""
+        B, T, _ = xz.shape
+        K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
+        index = table.index
+        L = index.shape[1]
+        x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
+        if L > table.num_tokens:  # every direction visits each token once: the rest are padding steps
+            x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)  # padding steps read zeros
+        conv_b = self._stacked_module("conv1d", "bias")
+        x = F.silu(causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b))
+        x_dbl = torch.matmul(x, self._stacked_module("x_proj", "weight").transpose(1, 2).unsqueeze(0))  # (B, K, L, R+2N)
+        dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=-1)
+        ys = directional_scan_channels_last(
+            x, dt, -torch.exp(self._stacked("A_log")).reshape(K * Di, N), Bs, Cs, index, table.num_tokens,
+            dt_proj_weight=self._stacked_module("dt_proj", "weight"), D=self._stacked("D").reshape(K * Di),
+            z=xz[..., Di:], delta_bias=self._stacked_module("dt_proj", "bias").reshape(K * Di),
+            delta_softplus=True, sequence_inputs=True,
+        )  # (B, K, T, Di)
+        return self.out_proj(self.multi_scan.merge(self.attn(ys)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"

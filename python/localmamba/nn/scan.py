@@ -24,6 +24,7 @@ __all__ = [
     "directional_selective_scan",
     "directional_scan_channels_last",
     "causal_depthwise_conv1d",
+    "causal_depthwise_conv1d_channels_last",
     "count_scans",
     "ScanRecord",
 ]
@@ -200,3 +201,19 @@ def directional_scan_channels_last(u: torch.Tensor, delta: torch.Tensor, A: torc
         if any(c.skip_compute for c in stack):
             return u.new_zeros(batch, K, num_tokens, dim)
     return _op(u, delta, A, B, C, index, num_tokens, **kwargs)
+
+
+def causal_depthwise_conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor,
+                                          bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`causal_depthwise_conv1d` on channels-last sequences: x (B, K, L, C), weight (K, C, taps),
+    bias (K, C) or None -> (B, K, L, C); each multiply-add runs over contiguous channel rows."""
+    batch, K, L, C = x.shape
+    taps = weight.shape[-1]
+    record_flops("causal_conv1d", batch * K * C * L * taps)
+    xp = torch.nn.functional.pad(x, (0, 0, taps - 1, 0))
+    w = weight.to(x.dtype).permute(0, 2, 1).unsqueeze(1)  # (K, 1, taps, C)
+    first = xp[:, :, 0:L]
+    out = first * w[:, :, 0] if bias is None else torch.addcmul(bias.to(x.dtype)[:, None], first, w[:, :, 0])
+    for k in range(1, taps):
+        out.addcmul_(xp[:, :, k:k + L], w[:, :, k])
+    return out

@@ -61,7 +61,7 @@ def tracing() -> bool:
     if compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)():
         return True
     fx = torch.fx._symbolic_trace
-    return getattr(fx, "is_fx_tracing_symbolic_tracing", fx.is_fx_tracing)()
+    return getattr(fx, "is_fx_symbolic_tracing", fx.is_fx_tracing)()
 
 
 def _check_cls_index(cls_index, H: int, W: int) -> None:

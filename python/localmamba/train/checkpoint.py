@@ -16,6 +16,7 @@ import torch
 
 from ..atomic_files import atomic_save_safetensors, atomic_torch_save, atomic_write_bytes, remove_stale_temps
 from ..errors import UserError
+from ..models._checkpoint import extract_state_dict, strip_prefixes  # noqa: F401  (the one unwrapper)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -107,27 +108,3 @@ def load_training_checkpoint(path: PathLike, map_location: Union[str, torch.devi
                               "not a dict)")
     return ckpt
 
-
-def extract_state_dict(obj: Any, prefer_ema: bool = False) -> Dict[str, torch.Tensor]:
-    """The model state dict inside a checkpoint: ours ("model", "model_ema"), the official
-    release's ("model" or "state_dict"), or a bare state dict."""
-    if isinstance(obj, dict):
-        if prefer_ema and isinstance(obj.get("model_ema"), dict):
-            return strip_prefixes(obj["model_ema"])
-        for key in ("model", "state_dict", "model_state"):
-            if isinstance(obj.get(key), dict):
-                return strip_prefixes(obj[key])
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return strip_prefixes(obj)
-    raise RuntimeError("no model state dict found (expected keys 'model' or 'state_dict', or a plain state dict)")
-
-
-def strip_prefixes(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Remove DDP ('module.') and torch.compile ('_orig_mod.') prefixes."""
-    out = {}
-    for k, v in sd.items():
-        for prefix in ("module.", "_orig_mod."):
-            while k.startswith(prefix):
-                k = k[len(prefix):]
-        out[k] = v
-    return out

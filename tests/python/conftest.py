@@ -1,4 +1,3 @@
-import os
 
 import pytest
 import torch
@@ -40,5 +39,3 @@ def _seed():
     torch.manual_seed(0)
     yield
 
-
-SHARED_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")

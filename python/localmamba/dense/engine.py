@@ -257,7 +257,7 @@ def _run(cfg, resume, dist_info, device) -> Dict[str, Any]:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if metrics is not None and (step % interval == 0 or step == total):
                 rec = {"event": "step", "step": step, "epoch": epoch, "loss": loss.item(),
-                       **{k: float(v) for k, v in losses.items()}, "lr": optimizer.param_groups[0]["lr"],
+                       **{k: v.item() for k, v in losses.items()}, "lr": optimizer.param_groups[0]["lr"],
                        "time": round(time.time() - t_start, 3)}
                 if grad_norm is not None:
                     rec["grad_norm"] = grad_norm

@@ -26,7 +26,7 @@ def _read(path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"image {str(path)!r} not found")
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
 
 
 @torch.no_grad()

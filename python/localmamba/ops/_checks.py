@@ -17,6 +17,15 @@ MAX_DSTATE = 256  # == localmamba::kSelectiveScanMaxDstate
 Named = Iterable[Tuple[str, Optional[torch.Tensor]]]
 
 
+def check_grid(H, W) -> None:
+    """A token grid's height and width: ints >= 1."""
+    for name, value in (("H", H), ("W", W)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
 class ArgChecks:
     """The checks of one op; `op` prefixes every message."""
 

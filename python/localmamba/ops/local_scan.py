@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 from . import _native, reference
+from ._checks import check_grid
 from .backend import resolve_backend
 from .directions import ScanDirection, scan_length
 from .scan_table import parsed_directions, scan_table
@@ -26,19 +27,11 @@ def scan_order(direction: str, H: int, W: int) -> torch.Tensor:
 
     if not isinstance(direction, str):
         raise TypeError(f"direction must be a str such as 'h' or 'w7_flip', got {type(direction).__name__}")
-    _check_grid(H, W)
+    check_grid(H, W)
     return torch.tensor(_C.scan_order(direction, H, W), dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_grid(H, W) -> None:
-    for name, value in (("H", H), ("W", W)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-
-
 def _check_tensor(name: str, t) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -187,7 +180,7 @@ def local_scan(
     the longest) are zeros.
     """
     dirs = _canonical(directions)
-    _check_grid(H, W)
+    check_grid(H, W)
     _check_layout(layout)
     _check_tensor("x", x)
     _check_spatial("x", x, layout, H, W, None)
@@ -212,7 +205,7 @@ def local_reverse(
     "BLC"; with reduce="sum" the K axis is summed (in fp32 for 16-bit inputs) and removed.
     """
     dirs = _canonical(directions)
-    _check_grid(H, W)
+    check_grid(H, W)
     _check_layout(layout)
     if reduce not in (None, "sum"):
         raise ValueError(f"reduce must be None or 'sum', got {reduce!r}")

@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .directions import ScanDirection, parse_direction, parse_directions, scan_length
+from .directions import SCAN_FAMILIES, ScanDirection, parse_direction, parse_directions, scan_length
 
 __all__ = [
     "scan_order",
@@ -30,27 +30,14 @@ def _grid_positions(H: int, W: int, device=None) -> torch.Tensor:
 
 def _visit(grid: torch.Tensor, direction: ScanDirection, fill: float) -> torch.Tensor:
     """grid: (H, W, *rest). Returns (L, *rest) in visit order; padding tokens take `fill`."""
-    H, W = grid.shape[0], grid.shape[1]
-    rest = grid.shape[2:]
-    if direction.kind == "h":
-        seq = grid.reshape(H * W, *rest)
-    elif direction.kind == "v":
-        seq = grid.transpose(0, 1).reshape(H * W, *rest)
-    else:
-        k = direction.window
-        Hp, Wp = -(-H // k) * k, -(-W // k) * k
-        padded = grid.new_full((Hp, Wp, *rest), fill)
+    k = direction.padding_multiple
+    if k > 1:
+        H, W = grid.shape[0], grid.shape[1]
+        padded = grid.new_full((-(-H // k) * k, -(-W // k) * k, *grid.shape[2:]), fill)
         padded[:H, :W] = grid
-        # (gi, a, gj, b, *rest)
-        tiles = padded.reshape(Hp // k, k, Wp // k, k, *rest)
-        if direction.kind == "w":
-            tiles = tiles.permute(0, 2, 1, 3, *range(4, 4 + len(rest)))  # gi, gj, a, b
-        else:  # column-first windows: gj, gi, b, a
-            tiles = tiles.permute(2, 0, 3, 1, *range(4, 4 + len(rest)))
-        seq = tiles.reshape(Hp * Wp, *rest)
-    if direction.flip:
-        seq = seq.flip(0)
-    return seq
+        grid = padded
+    seq = SCAN_FAMILIES[direction.family].visit(grid, k)
+    return seq.flip(0) if direction.flip else seq
 
 
 def visit_order(direction: ScanDirection, H, W, device=None) -> torch.Tensor:

@@ -173,6 +173,55 @@ def test_forward_backward_every_parameter_gets_a_gradient(name):
         assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
 
 
+def _output_and_gradients(model, x, seed=3):
+    torch.manual_seed(seed)  # drop path draws the same masks in both runs
+    x = x.clone().requires_grad_(True)
+    outs = model(x)
+    outs = outs if isinstance(outs, list) else [outs]
+    loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [x, *params], allow_unused=True)  # a backbone leaves later stages unused
+    return [o.detach() for o in outs], [g for g in grads if g is not None]
+
+
+@pytest.mark.parametrize("name,features_only", [
+    ("local_vim_test", False), ("local_vim_test_middle_cls_token", False), ("local_vssm_test", False),
+    ("local_vim_test", True), ("local_vssm_test", True)])
+def test_grad_checkpointing_matches_a_run_without_it(name, features_only):
+    """timm's set_grad_checkpointing: blocks recompute in backward; outputs and every gradient
+    match a run without it (stochastic depth on, so the recompute must replay the RNG)."""
+    torch.manual_seed(0)
+    kwargs = dict(features_only=True, out_indices=(0, 1)) if features_only else {}
+    model = create_model(name, drop_path_rate=0.3, **kwargs).train()
+    x = torch.randn(2, 3, 40, 56)
+    assert model.grad_checkpointing is False
+    want_out, want_grads = _output_and_gradients(model, x)
+    model.set_grad_checkpointing()
+    assert model.grad_checkpointing is True
+    calls = []
+    handle = model.layers[0].register_forward_pre_hook(lambda *a: calls.append(1)) if name.startswith("local_vim") \
+        else model.layers[0].blocks[0].register_forward_pre_hook(lambda *a: calls.append(1))
+    got_out, got_grads = _output_and_gradients(model, x)
+    assert len(calls) == 2, "a checkpointed block runs again in backward"
+    assert len(got_grads) == len(want_grads) > 10
+    for got, want in zip(got_out + got_grads, want_out + want_grads):
+        assert_close_by_rule(got, want, "exact")
+    with torch.no_grad():  # no gradients recorded: the blocks run once, as without checkpointing
+        calls.clear()
+        model(x)
+        assert len(calls) == 1
+    handle.remove()
+    model.set_grad_checkpointing(False)
+    with pytest.raises(TypeError, match="enable must be a bool"):
+        model.set_grad_checkpointing("yes")
+
+
+def test_release_use_checkpoint_turns_on_grad_checkpointing():
+    kw = dict(depths=[1, 1], dims=[16, 32], num_classes=3, directions=[["h", "v"]] * 2)
+    assert LocalVMamba.from_release_kwargs(use_checkpoint=True, **kw).grad_checkpointing is True
+    assert LocalVMamba.from_release_kwargs(**kw).grad_checkpointing is False
+
+
 # ---------------------------------------------------------------------------- backends
 @pytest.mark.parametrize("name", TINY)
 def test_native_and_reference_backends_agree_tiny(name):

@@ -13,6 +13,8 @@ import torch
 from ._native import FLOAT_DTYPES
 
 MAX_DSTATE = 256  # == localmamba::kSelectiveScanMaxDstate
+#: Token layouts of spatial tensors: (B, C, H, W), (B, C, H*W), (B, H*W, C).
+LAYOUTS = ("BCHW", "BCL", "BLC")
 
 Named = Iterable[Tuple[str, Optional[torch.Tensor]]]
 
@@ -53,6 +55,17 @@ class ArgChecks:
         for name, value in flags.items():
             if not isinstance(value, bool):
                 raise TypeError(self.message(f"{name} must be a bool, got {type(value).__name__}"))
+
+    def choice(self, name: str, value, choices: tuple) -> None:
+        if value not in choices:
+            raise ValueError(self.message(f"{name} must be one of {choices}, got {value!r}"))
+
+    def kernel_tensor(self, name: str, t) -> None:
+        """A non-empty tensor a native kernel takes: a dtype it has, on cpu or cuda (or meta)."""
+        self.tensors(((name, t),), non_empty=True)
+        self.kernel_dtype(name, t)
+        if t.device.type not in ("cpu", "cuda", "meta"):
+            raise ValueError(self.message(f"{name} must be on cpu or cuda, got {t.device}"))
 
     def kernel_dtype(self, name: str, t: torch.Tensor) -> None:
         if t.dtype not in FLOAT_DTYPES:

@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ._checks import LAYOUTS, ArgChecks
 from .directions import SCAN_FAMILIES, ScanDirection, parse_direction, parse_directions, scan_length
 
 __all__ = [
@@ -52,7 +53,8 @@ def scan_order(direction: Union[str, ScanDirection], H: int, W: int) -> torch.Te
     return visit_order(d, H, W)
 
 
-_LAYOUTS = ("BCHW", "BCL", "BLC")
+_scan_checks = ArgChecks("reference.local_scan")
+_reverse_checks = ArgChecks("reference.local_reverse")
 
 
 def _to_bchw(x: torch.Tensor, H: int, W: int, layout: str) -> torch.Tensor:
@@ -68,8 +70,7 @@ def local_scan(
 ) -> torch.Tensor:
     """Spatial tokens -> (B, K, C, Lmax) scanned sequences, zero padding, padded to the longest."""
     dirs = parse_directions(directions)
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    _scan_checks.choice("layout", layout, LAYOUTS)
     grid = _to_bchw(x, H, W, layout).permute(2, 3, 0, 1)  # (H, W, B, C)
     lmax = max(scan_length(d, H, W) for d in dirs)
     outs = []
@@ -94,10 +95,8 @@ def local_reverse(
     with reduce="sum" the K axis is summed away.
     """
     dirs = parse_directions(directions)
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
-    if reduce not in (None, "sum"):
-        raise ValueError(f"reduce must be None or 'sum', got {reduce!r}")
+    _reverse_checks.choice("layout", layout, LAYOUTS)
+    _reverse_checks.choice("reduce", reduce, (None, "sum"))
     B, K, C, _ = y.shape
     outs = []
     for k, d in enumerate(dirs):

@@ -1,7 +1,7 @@
 // Internal: the CPU backward of the channels-last directional scan (contract:
 // directional_scan_train.h). Included by the per-ISA translation units right after
 // directional_scan_infer_cpu_kernel.h, whose lane helpers (load_lanes, store_lanes, infer_row)
-// it reuses; the recurrence and its adjoint run on whole vectors of channels.
+// and decay() it reuses; the recurrence and its adjoint run on whole vectors of channels.
 #pragma once
 
 #ifndef LOCALMAMBA_SS_VECTOR_BYTES
@@ -48,11 +48,14 @@ void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalSc
   constexpr int64_t lanes = static_cast<int64_t>(sizeof(V) / sizeof(S));
   const int64_t N = p.dstate, R = p.dt_rank, L = p.length, d0 = k * p.dim + c0;
   const int64_t* idx = p.index + k * L;
-  V a[kSelectiveScanMaxDstate], h[kSelectiveScanMaxDstate], w[kDirectionalScanMaxDtRank];
+  // a: A; a2: A scaled for the forward kernel's decay(), so the recomputed states are the forward's
+  V a[kSelectiveScanMaxDstate], a2[kSelectiveScanMaxDstate], h[kSelectiveScanMaxDstate], w[kDirectionalScanMaxDtRank];
   for (int64_t n = 0; n < N; ++n) {
     S col[lanes] = {};
     for (int64_t j = 0; j < cn; ++j) col[j] = static_cast<const S*>(p.A)[(d0 + j) * p.A_stride_dim + n * p.A_stride_state];
     a[n] = load_lanes<V>(col, cn);
+    for (int64_t j = 0; j < cn; ++j) col[j] *= kDecayScale<S>;
+    a2[n] = load_lanes<V>(col, cn);
     h[n] = V{};
   }
   for (int64_t r = 0; r < R; ++r) {
@@ -114,7 +117,8 @@ void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalSc
     }
   }
 
-  // Forward recurrence: h_t and exp(delta_t A) for every step, y before the gate.
+  // Forward recurrence (as the forward kernel computes it): h_t and exp(delta_t A) for every step, y
+  // before the gate.
   for (int64_t t = 0; t < L; ++t) {
     const V d = dl[t], x = d * uu[t];
     const S* bi = buf.brow[t];
@@ -123,7 +127,7 @@ void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalSc
     V* Ht = H + t * N;
     V* DAt = DA + t * N;
     for (int64_t n = 0; n < N; ++n) {
-      const V da = vexp(a[n] * d);
+      const V da = decay(a2[n] * d);
       h[n] = da * h[n] + x * bi[n];
       Ht[n] = h[n];
       DAt[n] = da;

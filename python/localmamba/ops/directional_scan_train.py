@@ -18,7 +18,7 @@ in float64 and run gradcheck).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -36,10 +36,6 @@ def channels_last_train_supported(*tensors: Optional[torch.Tensor]) -> bool:
         t.device.type == "cpu" and t.dtype == ts[0].dtype for t in ts)
 
 
-def _grad_rows(t: torch.Tensor, by_token: bool):
-    return _native.tensor_arg(t, list(t.stride())), by_token
-
-
 def _sum_directions(per_direction: torch.Tensor) -> torch.Tensor:
     """(B, K, S, D) -> (B, S, D), adding the directions in order (fixed rounding)."""
     total = per_direction[:, 0].clone()
@@ -48,40 +44,70 @@ def _sum_directions(per_direction: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _backward_kernel(u, delta, dt_weight, A, B, C, D, z, delta_bias, index, num_tokens, delta_softplus,
-                     sequence_inputs, dout):
-    """Runs the native backward; returns du, ddelta (of the pre-activation delta), dB, dC, dz, dA, dD, dbias
-    with shared u / z gradients still per direction."""
-    from .. import _C
-
+def _grad_shapes(u, z, A, index, num_tokens: int, sequence_inputs: bool):
+    """Shapes of du, ddelta, dB, dC, dz (per direction for a shared u / z)."""
     K, length = index.shape
     batch, dim, N = u.shape[0], u.shape[-1], A.shape[1]
     steps = length if sequence_inputs else num_tokens
-    new = u.new_empty
-    du = new(batch, K, steps, dim)
-    ddelta = new(batch, K, steps, dim)
-    dB, dC = new(batch, K, steps, N), new(batch, K, steps, N)
-    dz = None if z is None else new(batch, K, num_tokens if z.dim() == 3 else steps, dim)
+    zs = None if z is None else (batch, K, num_tokens if z.dim() == 3 else steps, dim)
+    return (batch, K, steps, dim), (batch, K, steps, dim), (batch, K, steps, N), (batch, K, steps, N), zs
+
+
+@torch.library.custom_op("localmamba::directional_scan_train_bwd", mutates_args=())
+def _bwd_op(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    dt_weight: Optional[torch.Tensor],
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor],
+    z: Optional[torch.Tensor],
+    delta_bias: Optional[torch.Tensor],
+    index: torch.Tensor,
+    num_tokens: int,
+    delta_softplus: bool,
+    sequence_inputs: bool,
+    dout: torch.Tensor,
+) -> List[torch.Tensor]:
+    """[du, ddelta (of the pre-activation delta), dB, dC, dz, dA, dD, ddelta_bias]; shared u / z
+    gradients per direction; absent ones empty."""
+    from .. import _C
+
+    du, ddelta, dB, dC = (u.new_empty(s) for s in _grad_shapes(u, z, A, index, num_tokens, sequence_inputs)[:4])
+    dz_shape = _grad_shapes(u, z, A, index, num_tokens, sequence_inputs)[4]
+    dz = u.new_empty(dz_shape) if dz_shape else u.new_empty(0)
     dA = torch.empty_like(A)
-    dD = None if D is None else torch.empty_like(D)
-    dbias = None if delta_bias is None else torch.empty_like(delta_bias)
-    grads = (du, ddelta, dB, dC, dz, dA, dD, dbias)
-    if batch == 0 or dim == 0:
-        return tuple(None if g is None else g.zero_() for g in grads)
+    dD = torch.empty_like(D) if D is not None else u.new_empty(0)
+    dbias = torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0)
+    grads = [du, ddelta, dB, dC, dz, dA, dD, dbias]
+    if u.shape[0] == 0 or u.shape[-1] == 0:
+        return [g.zero_() for g in grads]
+    # the forward's params (dout stands in for the unused output pointer)
     params, _keep = infer_params(u, delta, dt_weight, A, B, C, D, z, delta_bias, None, index, num_tokens,
                                  delta_softplus, sequence_inputs, dout)
     workspace = torch.empty(_C.directional_scan_train_workspace_bytes(params), dtype=torch.uint8)
     arg = _native.tensor_arg
-    fields = dict(dout=_native.tensor_arg(dout, list(dout.stride())), dA=arg(dA), dD=arg(dD), ddelta_bias=arg(dbias),
-                  workspace=workspace.data_ptr(), workspace_bytes=workspace.numel())
+    fields = dict(dout=arg(dout, list(dout.stride())), dA=arg(dA), dD=arg(dD) if D is not None else None,
+                  ddelta_bias=arg(dbias) if delta_bias is not None else None, workspace=workspace.data_ptr(),
+                  workspace_bytes=workspace.numel())
     for name, t, by_token in (("du", du, not sequence_inputs), ("ddelta", ddelta, not sequence_inputs),
                               ("dB", dB, not sequence_inputs), ("dC", dC, not sequence_inputs),
-                              ("dz", dz, z is not None and (z.dim() == 3 or not sequence_inputs))):
+                              ("dz", dz if z is not None else None, z is not None and (z.dim() == 3 or not sequence_inputs))):
         if t is not None:
-            fields[name] = _native.tensor_arg(t, list(t.stride()))
+            fields[name] = arg(t, list(t.stride()))
             fields[f"{name}_by_token"] = by_token
     _C.directional_scan_train_bwd(params, _C.DirectionalScanTrainGrads(**fields))
     return grads
+
+
+@_bwd_op.register_fake
+def _(u, delta, dt_weight, A, B, C, D, z, delta_bias, index, num_tokens, delta_softplus, sequence_inputs, dout):
+    du, ddelta, dB, dC, dz = _grad_shapes(u, z, A, index, num_tokens, sequence_inputs)
+    return [u.new_empty(du), u.new_empty(ddelta), u.new_empty(dB), u.new_empty(dC),
+            u.new_empty(dz) if dz else u.new_empty(0), torch.empty_like(A),
+            torch.empty_like(D) if D is not None else u.new_empty(0),
+            torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0)]
 
 
 class _ChannelsLastScan(torch.autograd.Function):
@@ -97,9 +123,12 @@ class _ChannelsLastScan(torch.autograd.Function):
     def backward(ctx, dout):
         u, delta, dt_weight, A, B, C, D, z, delta_bias, index = ctx.saved_tensors
         num_tokens, delta_softplus, sequence_inputs = ctx.flags
-        du, ddelta, dB, dC, dz, dA, dD, dbias = _backward_kernel(
+        du, ddelta, dB, dC, dz, dA, dD, dbias = _bwd_op(
             u, delta, dt_weight, A, B, C, D, z, delta_bias, index, num_tokens, delta_softplus, sequence_inputs,
             dout.contiguous())
+        dz = dz if z is not None else None
+        dD = dD if D is not None else None
+        dbias = dbias if delta_bias is not None else None
         if u.dim() == 3:
             du = _sum_directions(du)
         if dz is not None and z.dim() == 3:

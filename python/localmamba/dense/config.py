@@ -8,7 +8,7 @@ import difflib
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
-from ..train.config import CONFIG_DIR, ConfigError, _deep_merge, _read_yaml, parse_override, resolve_config_path
+from ..train.config import CONFIG_DIR, ConfigError, deep_merge, parse_override, read_yaml, resolve_config_path
 
 __all__ = ["DENSE_DEFAULTS", "load_dense_config", "validate_dense_config", "list_dense_configs", "TASKS"]
 
@@ -242,18 +242,18 @@ def load_dense_config(config: Optional[Union[str, os.PathLike, Mapping[str, Any]
             data, source = copy.deepcopy(dict(config)), "<mapping>"
         else:
             path = resolve_config_path(config)
-            data, source = _read_yaml(path), str(path)
+            data, source = read_yaml(path), str(path)
         try:
             _check_keys(data, DENSE_DEFAULTS)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-        _deep_merge(cfg, data)
+        deep_merge(cfg, data)
         if task is not None and cfg["task"] != task:
             raise ConfigError(f"{source} is a {cfg['task']} recipe, not a {task} one")
     for ov in overrides:
         update = parse_override(ov) if isinstance(ov, str) else ov
         _check_keys(update, DENSE_DEFAULTS)
-        _deep_merge(cfg, update)
+        deep_merge(cfg, update)
     return validate_dense_config(cfg) if validate else cfg
 
 

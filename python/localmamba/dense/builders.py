@@ -88,9 +88,10 @@ def build_dense_model(cfg: Dict[str, Any], num_classes: int, log=print) -> nn.Mo
                 representation_size=m["representation_size"], anchor_sizes=m["anchor_sizes"],
                 min_size=tuple(m["min_size"]) if isinstance(m["min_size"], list) else m["min_size"],
                 max_size=m["max_size"], resize_in_model=cfg["data"]["pipeline"] != "lsj",
-                rpn_post_nms_top_n_train=m["rpn_post_nms_top_n_train"],
-                box_batch_size_per_image=m["box_batch_size_per_image"], mask_head_convs=m["mask_head_convs"], mean=cfg["data"]["mean"],
-                std=cfg["data"]["std"], **common)
+                **{key: m[key] for key in ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
+                                           "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test",
+                                           "box_batch_size_per_image", "mask_head_convs")},
+                mean=cfg["data"]["mean"], std=cfg["data"]["std"], **common)
         else:
             model = build_upernet(m["backbone"], num_classes, channels=m["decode_channels"],
                                   aux_channels=m["aux_channels"], aux_index=m["aux_index"], aux_weight=m["aux_weight"],

@@ -31,7 +31,12 @@ DENSE_DEFAULTS: Dict[str, Any] = {
         "anchor_sizes": [32, 64, 128, 256, 512],
         "min_size": 800,  # torchvision's resize: short side (a list: random choice while training)
         "max_size": 1333,
+        # RPN proposals kept per pyramid level before NMS / per image after it (torchvision's
+        # defaults but 1000 after NMS in training, as mmdet)
+        "rpn_pre_nms_top_n_train": 2000,
+        "rpn_pre_nms_top_n_test": 1000,
         "rpn_post_nms_top_n_train": 1000,
+        "rpn_post_nms_top_n_test": 1000,
         "box_batch_size_per_image": 512,  # RoIs sampled per image for the box head
         "mask_head_convs": 4,
         # segmentation
@@ -176,7 +181,8 @@ def validate_dense_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     _positive_int(m["num_classes"], "model.num_classes", allow_none=True)
     _positive_int(m["img_size"], "model.img_size", allow_none=True)
     for key in ("neck_channels", "representation_size", "decode_channels", "aux_channels", "max_size",
-                "rpn_post_nms_top_n_train", "box_batch_size_per_image", "mask_head_convs"):
+                "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
+                "rpn_post_nms_top_n_test", "box_batch_size_per_image", "mask_head_convs"):
         _positive_int(m[key], f"model.{key}")
     if not (isinstance(m["anchor_sizes"], list) and len(m["anchor_sizes"]) == 5):
         raise ConfigError(f"model.anchor_sizes must list 5 sizes (one per pyramid level), got {m['anchor_sizes']!r}")

@@ -18,10 +18,57 @@
 #include "localmamba/directional_scan.h"
 #include "localmamba/directional_scan_infer.h"
 
+#if LOCALMAMBA_SS_VECTOR_BYTES == 64 && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>  // always-inline intrinsics with their own target attributes; the maskz forms
+                        // (all lanes) avoid GCC 12's maybe-uninitialized warning on _mm512_undefined_ps
+#define LOCALMAMBA_INFER_AVX512 1
+#endif
+
 namespace localmamba {
 namespace {
 
 constexpr int64_t kInferChunk = 32;  // steps prepared at once (their vectors stay in L1)
+
+// The decay exp(delta * A) is computed as 2^(delta * A log2(e)) with A log2(e) prepared once per
+// call (kDecayScale), so a state's step costs one multiply before the polynomial. float: y is
+// clamped to >= -126 (2^-126 ~ 1e-38 stands for 0; delta * A <= 0 in every model, but any y is
+// safe), k = round(y), r = y - k in [-0.5, 0.5], 2^r by a degree-5 near-minimax polynomial
+// (max relative error 2.4e-7, ~2 ulp, like vexp), scaled by 2^k through vscalefps on AVX-512 and
+// through the exponent bits elsewhere. double is the checking path: libm exp per lane.
+template <typename S> constexpr S kDecayScale = S(1);
+template <> constexpr float kDecayScale<float> = 1.44269504088896341f;
+
+inline vfloat decay(vfloat y) {
+#ifdef LOCALMAMBA_INFER_AVX512
+  y = (vfloat)_mm512_maskz_max_ps(0xffff, (__m512)y, _mm512_set1_ps(-126.0f));
+  const vfloat k = (vfloat)_mm512_maskz_roundscale_ps(0xffff, (__m512)y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  y = y < -126.0f ? vfloat{} - 126.0f : y;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const vfloat t = y + magic;
+  const vfloat k = t - magic;
+#endif
+  const vfloat r = y - k;
+  vfloat p = vfloat{} + 1.3276456156745553e-3f;
+  p = p * r + 9.675540961325169e-3f;
+  p = p * r + 5.550713464617729e-2f;
+  p = p * r + 2.4022120237350464e-1f;
+  p = p * r + 6.931469440460205e-1f;
+  p = p * r + 1.0000001192092896f;
+#ifdef LOCALMAMBA_INFER_AVX512
+  return (vfloat)_mm512_maskz_scalef_ps(0xffff, (__m512)p, (__m512)k);
+#else
+  typedef uint32_t vuint __attribute__((vector_size(LOCALMAMBA_SS_VECTOR_BYTES)));
+  vuint bits;
+  std::memcpy(&bits, &t, sizeof(bits));  // low bits of t: 0x4b400000 + k
+  bits = (bits << 23) + ((127u - 0x4b400000u) << 23);  // (k + 127) << 23, modulo 2^32
+  vfloat scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+#endif
+}
+
+inline vdouble decay(vdouble y) { return vexp(y); }
 
 // The first `count` values at src into a zero-filled vector.
 template <typename V, typename S>
@@ -43,7 +90,7 @@ inline const S* infer_row(const ChannelsLastRows& r, int64_t b, int64_t k, int64
   return static_cast<const S*>(r.ptr) + b * r.stride_batch + k * r.stride_direction + s * r.stride_step;
 }
 
-// States [n0, n0 + NB) over the chunk's tn steps: h_n <- exp(delta a_n) h_n + du B_n and
+// States [n0, n0 + NB) over the chunk's tn steps: h_n <- 2^(delta a_n) h_n + du B_n (a = A log2(e)) and
 // yacc[i] (+)= sum_n C_n h_n (first block: =).
 template <int NB, typename V, typename S>
 inline void infer_state_block(V* h, const V* a, int64_t n0, int64_t tn, const V* dl, const V* du,
@@ -57,7 +104,7 @@ inline void infer_state_block(V* h, const V* a, int64_t n0, int64_t tn, const V*
     V acc = first ? V{} : yacc[i];
 #pragma GCC unroll 16
     for (int k = 0; k < NB; ++k) {
-      hk[k] = vexp(ak[k] * d) * hk[k] + x * bi[k];
+      hk[k] = decay(ak[k] * d) * hk[k] + x * bi[k];
       acc += ci[k] * hk[k];
     }
     yacc[i] = acc;
@@ -83,7 +130,8 @@ void infer_channels(const DirectionalScanInferParams& p, int64_t b, int64_t k, i
   V a[kSelectiveScanMaxDstate], h[kSelectiveScanMaxDstate], w[kDirectionalScanMaxDtRank];
   for (int64_t n = 0; n < N; ++n) {
     S col[sizeof(V) / sizeof(S)] = {};
-    for (int64_t j = 0; j < cn; ++j) col[j] = static_cast<const S*>(p.A)[(d0 + j) * p.A_stride_dim + n * p.A_stride_state];
+    for (int64_t j = 0; j < cn; ++j)
+      col[j] = static_cast<const S*>(p.A)[(d0 + j) * p.A_stride_dim + n * p.A_stride_state] * kDecayScale<S>;
     a[n] = load_lanes<V>(col, cn);
     h[n] = V{};
   }

@@ -233,21 +233,35 @@ def build_mixup(cfg: Dict[str, Any], num_classes: int):
     )
 
 
-@contextlib.contextmanager
-def _seeded(seed_words: Sequence[int]):
-    """Seed Python, NumPy and torch (CPU) RNGs inside the block, restoring them after."""
+def _seed_rngs(seed_words: Sequence[int]) -> None:
+    """Seed Python, NumPy and torch's CPU RNG from one SeedSequence of `seed_words`. Only the CPU
+    generator is reseeded (torch.manual_seed would also queue a reseed of every CUDA generator,
+    which no restore below undoes, and costs ~90 us per call)."""
     ss = np.random.SeedSequence(list(seed_words))
     s32, s64 = ss.generate_state(2, dtype=np.uint32), ss.generate_state(1, dtype=np.uint64)
+    random.seed(int(s64[0]))
+    np.random.seed(int(s32[0]))
+    torch.default_generator.manual_seed(int(s64[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+@contextlib.contextmanager
+def _rngs_restored():
+    """Python, NumPy and torch (CPU) RNG states as they were on entry, after the block."""
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        random.seed(int(s64[0]))
-        np.random.seed(int(s32[0]))
-        torch.manual_seed(int(s64[0]) & 0x7FFF_FFFF_FFFF_FFFF)
         try:
             yield
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def _seeded(seed_words: Sequence[int]):
+    """Seed Python, NumPy and torch (CPU) RNGs inside the block, restoring them after."""
+    with _rngs_restored():
+        _seed_rngs(seed_words)
+        yield
 
 
 class SeededDataset(torch.utils.data.Dataset):
@@ -267,3 +281,13 @@ class SeededDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         with _seeded((self.seed, self.epoch, int(index))):
             return self.dataset[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> list:
+        """A batch (the DataLoader's batched fetch): each sample seeded as in __getitem__, the
+        global RNG states saved and restored once per batch instead of once per sample."""
+        out = []
+        with _rngs_restored():
+            for index in indices:
+                _seed_rngs((self.seed, self.epoch, int(index)))
+                out.append(self.dataset[index])
+        return out

@@ -23,6 +23,7 @@ from ._builder import build_model
 from ._args import check_choice, check_dt_rank, check_int, check_positive_float, check_rate, check_size
 from ._directions import DirectionsArg, resolve_layer_directions
 from ._features import FeatureInfo
+from ._grad_checkpointing import GradCheckpointing
 from ._pretrained import RELEASE_URL
 from ._registry import register_model
 
@@ -48,7 +49,7 @@ class Block(nn.Module):
         return self.mixer(hidden_states, grid_size, cls_index), residual
 
 
-class LocalVim(nn.Module):
+class LocalVim(GradCheckpointing, nn.Module):
     """LocalVim classifier.
 
     Args mirror the release's ``VisionMamba`` with clearer names (see ``from_release_kwargs``):
@@ -269,7 +270,7 @@ class LocalVim(nn.Module):
                 hidden = self._rotate(hidden, cos, sin, cls_index)
                 if residual is not None and self.rope_residual:
                     residual = self._rotate(residual, cos, sin, cls_index)
-            hidden, residual = layer(hidden, residual, grid, cls_index)
+            hidden, residual = self.run_block(layer, hidden, residual, grid, cls_index)
             if collect is not None and i in collect:
                 outs.append(hidden)
         return hidden, residual, outs

@@ -115,6 +115,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("num_threads"),
         "Threads used by the CPU kernels (< 1 restores the default).");
 
+  m.def(
+      "scan_families",
+      [] {
+        std::vector<std::string> patterns;
+        for (const auto& family : scan_families()) patterns.emplace_back(family.pattern);
+        return patterns;
+      },
+      "The scan-order families' name patterns ('{K}' = window size), in table order.");
   m.def("canonical_direction", [](const std::string& name) { return parse_direction(name).name(); },
         py::arg("direction"));
   m.def("scan_length",

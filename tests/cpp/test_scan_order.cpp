@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "localmamba/scan_order.h"
@@ -11,11 +12,24 @@ using localmamba::build_scan_index_maps;
 using localmamba::parse_direction;
 using localmamba::scan_length;
 using localmamba::scan_order;
-using localmamba::ScanKind;
+using localmamba::scan_families;
+using localmamba::ScanDirection;
 
 namespace {
 
 std::vector<int64_t> order_of(const char* name, int64_t h, int64_t w) { return scan_order(parse_direction(name), h, w); }
+
+// The order visits every real token exactly once; everything else is padding (-1).
+void expect_visits_each_token_once(const std::vector<int64_t>& order, int64_t h, int64_t w, const std::string& name) {
+  std::vector<int64_t> real;
+  for (int64_t p : order)
+    if (p >= 0) real.push_back(p);
+  std::sort(real.begin(), real.end());
+  std::vector<int64_t> all(static_cast<size_t>(h * w));
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(real, all) << name << " on " << h << "x" << w;
+  EXPECT_EQ(std::count(order.begin(), order.end(), -1), static_cast<int64_t>(order.size()) - h * w) << name;
+}
 
 std::vector<int64_t> reversed(std::vector<int64_t> v) {
   std::reverse(v.begin(), v.end());
@@ -71,13 +85,7 @@ TEST(ScanOrder, BijectionOnRealTokensForManyGrids) {
       for (const char* name : names) {
         const auto order = order_of(name, h, w);
         EXPECT_EQ(static_cast<int64_t>(order.size()), scan_length(parse_direction(name), h, w));
-        std::vector<int64_t> real;
-        for (int64_t p : order)
-          if (p >= 0) real.push_back(p);
-        std::sort(real.begin(), real.end());
-        std::vector<int64_t> all(static_cast<size_t>(h * w));
-        std::iota(all.begin(), all.end(), 0);
-        EXPECT_EQ(real, all) << name << " on " << h << "x" << w;
+        expect_visits_each_token_once(order, h, w, name);
       }
     }
   }
@@ -87,12 +95,57 @@ TEST(ScanOrder, ParseRoundTripsAndRejectsBadNames) {
   for (const char* name : {"h", "v_flip", "w2", "w7_flip", "w12_col", "w3_col_flip"}) {
     EXPECT_EQ(parse_direction(name).name(), name);
   }
-  EXPECT_EQ(parse_direction("w7").kind, ScanKind::kWindow);
+  EXPECT_EQ(std::string(parse_direction("w7").scan_family().pattern), "w{K}");
+  EXPECT_EQ(std::string(parse_direction("w7_col_flip").scan_family().pattern), "w{K}_col");
   EXPECT_EQ(parse_direction("w7").window, 7);
   for (const char* bad : {"", "x", "w", "w0", "w-1", "h_flip_flip", "wx", "flip", "W2", "w2_row"}) {
     EXPECT_THROW(parse_direction(bad), std::invalid_argument) << bad;
   }
   EXPECT_THROW(scan_order(parse_direction("h"), 0, 3), std::invalid_argument);
+}
+
+// Every registered family, also one added later, visits each position of the padded grid exactly
+// once (so the real tokens once each), and its names round-trip through the parser.
+TEST(ScanFamilies, EveryFamilyIsABijectionOnThePaddedGridAndRoundTrips) {
+  const auto& families = scan_families();
+  ASSERT_GE(families.size(), 4u);
+  for (size_t f = 0; f < families.size(); ++f) {
+    for (int64_t k : {1, 2, 3}) {
+      for (bool flip : {false, true}) {
+        ScanDirection direction;
+        direction.family = static_cast<int>(f);
+        direction.window = families[f].has_window() ? k : 1;
+        direction.flip = flip;
+        EXPECT_EQ(parse_direction(direction.name()).name(), direction.name());
+        EXPECT_EQ(parse_direction(direction.name()).family, direction.family) << direction.name();
+        for (int64_t h : {1, 4, 5}) {
+          for (int64_t w : {2, 3, 7}) {
+            expect_visits_each_token_once(scan_order(direction, h, w), h, w, direction.name());
+          }
+        }
+      }
+    }
+  }
+  ScanDirection unknown;
+  unknown.family = static_cast<int>(families.size());
+  EXPECT_THROW(unknown.name(), std::invalid_argument);
+}
+
+TEST(ScanOrder, UnknownNameListsEveryFamily) {
+  try {
+    parse_direction("diagonal");
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& error) {
+    const std::string message = error.what();
+    EXPECT_EQ(message.rfind("unknown scan direction 'diagonal': expected 'h', 'v', ", 0), 0u) << message;
+    for (const auto& family : scan_families()) {
+      std::string form = family.pattern;
+      const size_t at = form.find("{K}");
+      if (at != std::string::npos) form.replace(at, 3, "K");
+      EXPECT_NE(message.find("'" + form + "'"), std::string::npos) << form << " missing from: " << message;
+    }
+    EXPECT_NE(message.find("(K a positive integer), optionally followed by '_flip'"), std::string::npos) << message;
+  }
 }
 
 TEST(ScanIndexMaps, ForwardAndInverseAgreeAndPadToLongest) {

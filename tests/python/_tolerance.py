@@ -13,7 +13,9 @@ with (rtol, atol) taken from one of the tables below:
   "exact" (data movement), "fp32_sum", "same_math", "backends" (native against reference
   kernels through a whole model), "compile" (a compiled / exported graph against eager: same kernels,
   other fusion), "onnx" (onnxruntime against PyTorch), "golden_logits" / "golden_grad" (our model
-  against the release's outputs), "resume" (bit equality).
+  against the release's outputs), "resume" (bit equality), "ddp" (weights after the same steps
+  on one process and on two: the gradient all-reduce sums in another order every step).
+* ``GRADCHECK``: ``torch.autograd.gradcheck``'s finite-difference settings for the fp64 ops.
 """
 from __future__ import annotations
 
@@ -38,7 +40,10 @@ RULES = {
     "onnx": (1e-4, 1e-4),
     "golden_logits": (0.0, 1e-4),
     "golden_grad": (0.0, 1e-3),
+    "ddp": (1e-3, 1e-5),
 }
+
+GRADCHECK = dict(eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 def _check(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, what: str) -> None:

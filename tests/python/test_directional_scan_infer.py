@@ -1,28 +1,16 @@
 """directional_scan_channels_last (forward-only, channels-last) against the float64 reference.
 
-Tolerance rule: the selective scan's (tests/python/test_selective_scan.py) -- the result ``a``
-for inputs of dtype ``dt`` against the float64 reference ``e`` from the same inputs,
-|a - e| <= ATOL[dt] * max|e| + RTOL[dt] * |e| elementwise.
+Tolerance rule: tests/python/_tolerance.py's KERNEL table -- the result for inputs of dtype ``dt``
+against the float64 reference from the same inputs.
 """
 from __future__ import annotations
 
 import pytest
 import torch
+from _tolerance import assert_close
 
 from localmamba.ops import (directional_scan_channels_last, directional_selective_scan, middle_cls_index_table,
                             reference, scan_index_table)
-
-RTOL = {torch.float64: 1e-10, torch.float32: 3e-4}
-ATOL = {torch.float64: 1e-10, torch.float32: 1e-3}
-
-
-def assert_close(actual, expected, dtype, what):
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    a, e = actual.double(), expected.double()
-    bound = ATOL[dtype] * e.abs().max().clamp_min(1e-30) + RTOL[dtype] * e.abs()
-    bad = (a - e).abs() > bound
-    assert not bad.any(), f"{what}: {int(bad.sum())}/{e.numel()} out of tolerance, max err {(a - e).abs().max():.3e}"
-
 
 def make(index, num_tokens, dtype, *, seq, rank, batch=2, dim=19, dstate=5, gen=0):
     g = torch.Generator().manual_seed(gen)

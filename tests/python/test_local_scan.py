@@ -169,7 +169,7 @@ def test_torch_compile_fullgraph():
     w = torch.randn(4, requires_grad=True)
     out = compiled(x, w)
     expected = layer(x, w)
-    torch.testing.assert_close(out, expected)
+    assert_close_by_rule(out, expected, "compile")
     out.sum().backward()
     assert x.grad is not None and w.grad is not None
 
@@ -205,7 +205,9 @@ BAD_CASES = [
     ("H*W mismatch", lambda x: local_scan(x, ["h"], 4, 5), ValueError, "H=4, W=5"),
     ("H not int", lambda x: local_scan(x, ["h"], 4.0, 4), TypeError, "H must be an int"),
     ("H negative", lambda x: local_scan(x, ["h"], -4, 4), ValueError, "H must be >= 1"),
-    ("integer dtype", lambda x: local_scan(x.long(), ["h"], 4, 4), TypeError, "x must be float32"),
+    ("integer dtype", lambda x: local_scan(x.long(), ["h"], 4, 4), TypeError, "local_scan: x must be a real floating-point"),
+    ("complex dtype", lambda x: local_scan(x.cfloat(), ["h"], 4, 4), TypeError, "x must be a real floating-point"),
+    ("reverse integer dtype", lambda x: local_reverse(x[:, None].long(), ["h"], 4, 4), TypeError, "local_reverse: y must be a real"),
     ("non-tensor", lambda x: local_scan(x.tolist(), ["h"], 4, 4), TypeError, "x must be a torch.Tensor"),
     ("empty tensor", lambda x: local_scan(x[:0], ["h"], 4, 4), ValueError, "non-empty"),
     ("bad layout", lambda x: local_scan(x, ["h"], 4, 4, layout="NHWC"), ValueError, "layout must be one of"),
@@ -248,4 +250,4 @@ def test_cuda_equals_cpu(dtype, layout):
         r_cpu = local_reverse(y.cpu(), directions, H, W, reduce=reduce, layout=layout)
         assert_close_by_rule(r.cpu(), r_cpu, "fp32_sum")
     y.sum().backward()
-    torch.testing.assert_close(xc.grad.cpu(), torch.full_like(x, len(directions)))
+    assert_close_by_rule(xc.grad.cpu(), torch.full_like(x, len(directions)), "exact")

@@ -112,7 +112,7 @@ def test_initialisation_as_released():
     model = create_model("local_vim_test")  # depth 2
     mixer = model.layers[0].mixer
     assert torch.equal(mixer.dt_proj_0.bias, torch.zeros_like(mixer.dt_proj_0.bias))
-    assert torch.allclose(mixer.A_log_1, torch.log(torch.arange(1, 9.0)).expand(mixer.d_inner, 8))
+    assert_close_by_rule(mixer.A_log_1, torch.log(torch.arange(1, 9.0)).expand(mixer.d_inner, 8), "exact")
     assert torch.equal(mixer.D_2, torch.ones_like(mixer.D_2))
     bound = (1 / mixer.d_inner) ** 0.5 / 2 ** 0.5  # kaiming-uniform(a=sqrt 5) / sqrt(depth)
     assert mixer.out_proj.weight.abs().max() <= bound + 1e-6
@@ -121,7 +121,7 @@ def test_initialisation_as_released():
     op = vssm.layers[0].blocks[0].op
     dt = torch.nn.functional.softplus(op.dt_projs_bias)
     assert dt.min() >= 1e-4 and dt.max() <= 0.1 + 1e-6
-    assert torch.allclose(op.A_logs, torch.log(torch.arange(1, 5.0)).expand_as(op.A_logs))
+    assert_close_by_rule(op.A_logs, torch.log(torch.arange(1, 5.0)).expand_as(op.A_logs), "exact")
 
 
 def test_constructors_honour_kwargs():
@@ -171,6 +171,55 @@ def test_forward_backward_every_parameter_gets_a_gradient(name):
         assert p.grad is not None, f"{pname} got no gradient"
         assert torch.isfinite(p.grad).all(), pname
         assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
+
+
+def _output_and_gradients(model, x, seed=3):
+    torch.manual_seed(seed)  # drop path draws the same masks in both runs
+    x = x.clone().requires_grad_(True)
+    outs = model(x)
+    outs = outs if isinstance(outs, list) else [outs]
+    loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [x, *params], allow_unused=True)  # a backbone leaves later stages unused
+    return [o.detach() for o in outs], [g for g in grads if g is not None]
+
+
+@pytest.mark.parametrize("name,features_only", [
+    ("local_vim_test", False), ("local_vim_test_middle_cls_token", False), ("local_vssm_test", False),
+    ("local_vim_test", True), ("local_vssm_test", True)])
+def test_grad_checkpointing_matches_a_run_without_it(name, features_only):
+    """timm's set_grad_checkpointing: blocks recompute in backward; outputs and every gradient
+    match a run without it (stochastic depth on, so the recompute must replay the RNG)."""
+    torch.manual_seed(0)
+    kwargs = dict(features_only=True, out_indices=(0, 1)) if features_only else {}
+    model = create_model(name, drop_path_rate=0.3, **kwargs).train()
+    x = torch.randn(2, 3, 40, 56)
+    assert model.grad_checkpointing is False
+    want_out, want_grads = _output_and_gradients(model, x)
+    model.set_grad_checkpointing()
+    assert model.grad_checkpointing is True
+    calls = []
+    handle = model.layers[0].register_forward_pre_hook(lambda *a: calls.append(1)) if name.startswith("local_vim") \
+        else model.layers[0].blocks[0].register_forward_pre_hook(lambda *a: calls.append(1))
+    got_out, got_grads = _output_and_gradients(model, x)
+    assert len(calls) == 2, "a checkpointed block runs again in backward"
+    assert len(got_grads) == len(want_grads) > 10
+    for got, want in zip(got_out + got_grads, want_out + want_grads):
+        assert_close_by_rule(got, want, "exact")
+    with torch.no_grad():  # no gradients recorded: the blocks run once, as without checkpointing
+        calls.clear()
+        model(x)
+        assert len(calls) == 1
+    handle.remove()
+    model.set_grad_checkpointing(False)
+    with pytest.raises(TypeError, match="enable must be a bool"):
+        model.set_grad_checkpointing("yes")
+
+
+def test_release_use_checkpoint_turns_on_grad_checkpointing():
+    kw = dict(depths=[1, 1], dims=[16, 32], num_classes=3, directions=[["h", "v"]] * 2)
+    assert LocalVMamba.from_release_kwargs(use_checkpoint=True, **kw).grad_checkpointing is True
+    assert LocalVMamba.from_release_kwargs(**kw).grad_checkpointing is False
 
 
 # ---------------------------------------------------------------------------- backends
@@ -279,7 +328,7 @@ def test_load_checkpoint_formats(tmp_path, fmt):
     localmamba.load_checkpoint(dst, path)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(dst(x), src(x))
+        assert_close_by_rule(dst(x), src(x), "exact")
 
 
 def test_load_checkpoint_resizes_position_embeddings(tmp_path):

@@ -101,3 +101,5 @@ def test_forward_parses_no_direction_and_builds_no_table(name, monkeypatch):
     monkeypatch.setattr(localmamba._C, "scan_index_maps", forbidden)
     with torch.no_grad():
         model(x)
+    model.train().set_grad_checkpointing()  # the training path, blocks recomputed in backward
+    model(x).square().sum().backward()

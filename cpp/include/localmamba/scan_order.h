@@ -8,18 +8,32 @@
 
 namespace localmamba {
 
-enum class ScanKind : int {
-  kRowMajor = 0,           // "h"
-  kColumnMajor = 1,        // "v"
-  kWindow = 2,             // "wK": windows row-major, tokens row-major inside a window
-  kWindowColumnFirst = 3,  // "wK_col": windows and in-window tokens both column-major
+// A scan-order family, e.g. row-major "h" or windowed "w{K}". Every family visits each position
+// of the grid padded to multiples of its window K (K = 1 for a family without "{K}") exactly once;
+// positions outside the H x W grid are zero padding tokens. "_flip" (the order reversed) applies
+// to every family. The families are one table in scan_order.cpp (scan_families()); adding a family
+// is one entry there and its mirror in python/localmamba/ops/directions.py (SCAN_FAMILIES).
+struct ScanFamily {
+  // Visits position (i, j) of the padded grid; called once per position, in scan order.
+  using Visit = void (*)(void* context, int64_t i, int64_t j);
+  // The direction name with "{K}" standing for the window size, e.g. "w{K}_col".
+  const char* pattern;
+  // Calls visit(context, i, j) for every position of the padded_height x padded_width grid (both
+  // multiples of k), in the family's order.
+  void (*visit_padded_grid)(int64_t padded_height, int64_t padded_width, int64_t k, Visit visit, void* context);
+
+  bool has_window() const;
 };
 
+// Every family the library knows, in a fixed order (also the order of the accepted forms in errors).
+const std::vector<ScanFamily>& scan_families();
+
 struct ScanDirection {
-  ScanKind kind = ScanKind::kRowMajor;
-  int64_t window = 1;  // only for the window kinds
+  int family = 0;      // index into scan_families(); 0 is row-major "h"
+  int64_t window = 1;  // K, only for families whose pattern has "{K}"
   bool flip = false;
 
+  const ScanFamily& scan_family() const;
   std::string name() const;
 };
 
@@ -30,7 +44,7 @@ struct ScanDirection {
 constexpr int64_t kMaxScanLength = int64_t{1} << 24;
 constexpr int64_t kMaxScanWindow = int64_t{1} << 12;
 
-// Parses "h", "v", "wK", "wK_col" with an optional "_flip" suffix (K >= 1).
+// Parses a family's name ("h", "v", "wK", "wK_col", K >= 1) with an optional "_flip" suffix.
 // Throws std::invalid_argument naming the direction and the accepted forms.
 ScanDirection parse_direction(const std::string& name);
 

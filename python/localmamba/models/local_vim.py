@@ -23,6 +23,8 @@ from ._builder import build_model
 from ._args import check_choice, check_dt_rank, check_int, check_positive_float, check_rate, check_size
 from ._directions import DirectionsArg, resolve_layer_directions
 from ._features import FeatureInfo
+from ._grad_checkpointing import GradCheckpointing
+from ._init import init_linear_and_layernorm
 from ._pretrained import RELEASE_URL
 from ._registry import register_model
 
@@ -48,7 +50,7 @@ class Block(nn.Module):
         return self.mixer(hidden_states, grid_size, cls_index), residual
 
 
-class LocalVim(nn.Module):
+class LocalVim(GradCheckpointing, nn.Module):
     """LocalVim classifier.
 
     Args mirror the release's ``VisionMamba`` with clearer names (see ``from_release_kwargs``):
@@ -158,14 +160,7 @@ class LocalVim(nn.Module):
         (dt_proj included), LayerNorm 1/0, pos_embed trunc_normal(0.02), then each out_proj
         kaiming-uniform(a=sqrt(5)) / sqrt(depth)."""
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-                nn.init.ones_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+            init_linear_and_layernorm(m)
         if self.use_pos_embed:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         for layer in self.layers:
@@ -269,7 +264,7 @@ class LocalVim(nn.Module):
                 hidden = self._rotate(hidden, cos, sin, cls_index)
                 if residual is not None and self.rope_residual:
                     residual = self._rotate(residual, cos, sin, cls_index)
-            hidden, residual = layer(hidden, residual, grid, cls_index)
+            hidden, residual = self.run_block(layer, hidden, residual, grid, cls_index)
             if collect is not None and i in collect:
                 outs.append(hidden)
         return hidden, residual, outs

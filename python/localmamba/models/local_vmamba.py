@@ -23,6 +23,8 @@ from ._builder import build_model
 from ._args import check_choice, check_dt_rank, check_int, check_ints, check_positive_float, check_rate, check_size
 from ._directions import DirectionsArg, resolve_layer_directions
 from ._features import FeatureInfo
+from ._grad_checkpointing import GradCheckpointing
+from ._init import init_linear_and_layernorm
 from ._pretrained import RELEASE_URL
 from ._registry import register_model
 
@@ -75,7 +77,7 @@ class VSSBlock(nn.Module):
         return x + self.drop_path(self.op(self.norm(x)))
 
 
-class LocalVMamba(nn.Module):
+class LocalVMamba(GradCheckpointing, nn.Module):
     """LocalVMamba classifier (the release's ``VSSM`` with per-block directions).
 
     Args: img_size (nominal, for cfgs/profiling; any input size works), patch_size, in_chans,
@@ -166,20 +168,7 @@ class LocalVMamba(nn.Module):
             head=nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
         ))
         self.head_drop = nn.Dropout(drop_rate)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """The release's init: trunc_normal(0.02) Linear weights, zero biases, LayerNorm 1/0 (the SS2D
-        parameters keep Mamba's dt init, A = -[1..N], D = 1)."""
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-            nn.init.ones_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(init_linear_and_layernorm)  # the release's init (SS2D keeps Mamba's dt init, A = -[1..N], D = 1)
 
     @classmethod
     def from_release_kwargs(cls, **kw: Any) -> "LocalVMamba":
@@ -187,6 +176,7 @@ class LocalVMamba(nn.Module):
         mapping = dict(in_chans="in_chans", ssm_d_state="d_state", ssm_dt_rank="dt_rank", ssm_conv="d_conv",
                        ssm_conv_bias="conv_bias")
         args: Dict[str, Any] = {}
+        use_checkpoint = False
         for key, value in kw.items():
             if key == "ssm_act_layer":
                 if str(value).lower() != "silu":
@@ -200,10 +190,13 @@ class LocalVMamba(nn.Module):
                 if value:
                     raise ValueError("ssm_simple_init=True is not supported")
                 continue
-            if key in ("use_checkpoint",):
+            if key == "use_checkpoint":  # the release's per-block flag: our set_grad_checkpointing
+                use_checkpoint = bool(value)
                 continue
             args[mapping.get(key, key)] = value
-        return cls(**args)
+        model = cls(**args)
+        model.set_grad_checkpointing(use_checkpoint)
+        return model
 
     def set_backend(self, backend: Optional[str]) -> "LocalVMamba":
         for m in self.modules():
@@ -247,7 +240,12 @@ class LocalVMamba(nn.Module):
         """(B, C, H, W) images -> (B, H/32, W/32, C_last) channels-last features (before the classifier norm)."""
         x = self._stem(x)
         for layer in self.layers:
-            x = layer(x)
+            x = layer.downsample(self._run_blocks(layer.blocks, x))
+        return x
+
+    def _run_blocks(self, blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        for block in blocks:
+            x = self.run_block(block, x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -299,7 +297,7 @@ class LocalVMambaBackbone(LocalVMamba):
         x = self._stem(x)
         outs = []
         for i, layer in enumerate(self.layers):
-            o = layer.blocks(x)
+            o = self._run_blocks(layer.blocks, x)
             x = layer.downsample(o)
             if i in self.out_indices:
                 outs.append(getattr(self, f"outnorm{i}")(o).permute(0, 3, 1, 2).contiguous())

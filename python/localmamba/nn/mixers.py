@@ -147,6 +147,11 @@ class MultiMamba(_BackendMixin, nn.Module):
     With a middle class token the token at ``cls_index`` is taken out before the reorder, put at
     the same index of every scanned sequence, and taken out / put back around the reverse.
     Parameters per direction are independent (SPEC 1.7: the release aliases A_log on CPU).
+
+    That is the math; the forward computes it with one gather of xz for all K directions through
+    the layer's scan table (class token included), one grouped conv, and one directional scan
+    that applies dt_proj_k in the kernel and writes each step straight to its token: no reverse,
+    no per-direction copies. Inference on the native backend runs channels-last kernels instead.
     """
 
     def __init__(

@@ -13,8 +13,19 @@ import torch
 from ._native import FLOAT_DTYPES
 
 MAX_DSTATE = 256  # == localmamba::kSelectiveScanMaxDstate
+#: Token layouts of spatial tensors: (B, C, H, W), (B, C, H*W), (B, H*W, C).
+LAYOUTS = ("BCHW", "BCL", "BLC")
 
 Named = Iterable[Tuple[str, Optional[torch.Tensor]]]
+
+
+def check_grid(H, W) -> None:
+    """A token grid's height and width: ints >= 1."""
+    for name, value in (("H", H), ("W", W)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 class ArgChecks:
@@ -44,6 +55,17 @@ class ArgChecks:
         for name, value in flags.items():
             if not isinstance(value, bool):
                 raise TypeError(self.message(f"{name} must be a bool, got {type(value).__name__}"))
+
+    def choice(self, name: str, value, choices: tuple) -> None:
+        if value not in choices:
+            raise ValueError(self.message(f"{name} must be one of {choices}, got {value!r}"))
+
+    def kernel_tensor(self, name: str, t) -> None:
+        """A non-empty tensor a native kernel takes: a dtype it has, on cpu or cuda (or meta)."""
+        self.tensors(((name, t),), non_empty=True)
+        self.kernel_dtype(name, t)
+        if t.device.type not in ("cpu", "cuda", "meta"):
+            raise ValueError(self.message(f"{name} must be on cpu or cuda, got {t.device}"))
 
     def kernel_dtype(self, name: str, t: torch.Tensor) -> None:
         if t.dtype not in FLOAT_DTYPES:

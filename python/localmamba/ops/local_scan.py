@@ -11,14 +11,12 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 from . import _native, reference
+from ._checks import LAYOUTS, ArgChecks, check_grid
 from .backend import resolve_backend
 from .directions import ScanDirection, scan_length
 from .scan_table import parsed_directions, scan_table
 
 __all__ = ["scan_order", "local_scan", "local_reverse", "LAYOUTS"]
-
-LAYOUTS = ("BCHW", "BCL", "BLC")
-
 
 def scan_order(direction: str, H: int, W: int) -> torch.Tensor:
     """Spatial positions (int64, row-major p = i*W + j) visited by `direction`; -1 = padding."""
@@ -26,33 +24,13 @@ def scan_order(direction: str, H: int, W: int) -> torch.Tensor:
 
     if not isinstance(direction, str):
         raise TypeError(f"direction must be a str such as 'h' or 'w7_flip', got {type(direction).__name__}")
-    _check_grid(H, W)
+    check_grid(H, W)
     return torch.tensor(_C.scan_order(direction, H, W), dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_grid(H, W) -> None:
-    for name, value in (("H", H), ("W", W)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _check_tensor(name: str, t) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _native.FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32, float16, bfloat16 or float64, got {t.dtype}")
-    if t.device.type not in ("cpu", "cuda", "meta"):
-        raise ValueError(f"{name} must be on cpu or cuda, got {t.device}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} must be non-empty, got shape {tuple(t.shape)}")
-
-
-def _check_layout(layout) -> None:
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+_scan_checks = ArgChecks("local_scan")
+_reverse_checks = ArgChecks("local_reverse")
 
 
 def _spatial_shape(layout: str, leading: Tuple[int, ...], C: int, H: int, W: int) -> Tuple[int, ...]:
@@ -63,22 +41,23 @@ def _spatial_shape(layout: str, leading: Tuple[int, ...], C: int, H: int, W: int
     return (*leading, H * W, C)
 
 
-def _check_spatial(name: str, x: torch.Tensor, layout: str, H: int, W: int, per_direction_k: Optional[int]) -> int:
+def _check_spatial(checks: ArgChecks, name: str, x: torch.Tensor, layout: str, H: int, W: int,
+                   per_direction_k: Optional[int]) -> int:
     """Validates a spatial-order tensor and returns its channel count."""
     lead = 1 if per_direction_k is None else 2
     rank = {"BCHW": 4, "BCL": 3, "BLC": 3}[layout] + lead - 1
     if x.dim() != rank:
         expected = _spatial_shape(layout, ("B",) if per_direction_k is None else ("B", "K"), "C", "H", "W")
-        raise ValueError(f"{name} must have shape {expected} for layout {layout!r}, got {tuple(x.shape)}")
+        raise ValueError(checks.message(f"{name} must have shape {expected} for layout {layout!r}, got {tuple(x.shape)}"))
     C = x.shape[lead + 1] if layout == "BLC" else x.shape[lead]
     expected = _spatial_shape(layout, tuple(x.shape[:lead]), C, H, W)
     if tuple(x.shape) != expected:
-        raise ValueError(
+        raise ValueError(checks.message(
             f"{name} has shape {tuple(x.shape)} but H={H}, W={W} and layout {layout!r} need {expected}"
             f" (H*W = {H * W} tokens)"
-        )
+        ))
     if per_direction_k is not None and x.shape[1] != per_direction_k:
-        raise ValueError(f"{name} has {x.shape[1]} directions along dim 1, expected {per_direction_k}")
+        raise ValueError(checks.message(f"{name} has {x.shape[1]} directions along dim 1, expected {per_direction_k}"))
     return C
 
 
@@ -187,10 +166,10 @@ def local_scan(
     the longest) are zeros.
     """
     dirs = _canonical(directions)
-    _check_grid(H, W)
-    _check_layout(layout)
-    _check_tensor("x", x)
-    _check_spatial("x", x, layout, H, W, None)
+    check_grid(H, W)
+    _scan_checks.choice("layout", layout, LAYOUTS)
+    _scan_checks.kernel_tensor("x", x)
+    _check_spatial(_scan_checks, "x", x, layout, H, W, None)
     if resolve_backend(backend) == "reference":
         return reference.local_scan(x, list(dirs), H, W, layout)
     table = scan_table(dirs, H, W, x.device)
@@ -212,20 +191,21 @@ def local_reverse(
     "BLC"; with reduce="sum" the K axis is summed (in fp32 for 16-bit inputs) and removed.
     """
     dirs = _canonical(directions)
-    _check_grid(H, W)
-    _check_layout(layout)
-    if reduce not in (None, "sum"):
-        raise ValueError(f"reduce must be None or 'sum', got {reduce!r}")
-    _check_tensor("y", y)
+    check_grid(H, W)
+    checks = _reverse_checks
+    checks.choice("layout", layout, LAYOUTS)
+    checks.choice("reduce", reduce, (None, "sum"))
+    checks.kernel_tensor("y", y)
     if y.dim() != 4:
-        raise ValueError(f"y must have shape (B, K, C, Lmax), got {tuple(y.shape)}")
+        raise ValueError(checks.message(f"y must have shape (B, K, C, Lmax), got {tuple(y.shape)}"))
     if y.shape[1] != len(dirs):
-        raise ValueError(f"y has {y.shape[1]} sequences along dim 1 but {len(dirs)} directions were given")
+        raise ValueError(checks.message(f"y has {y.shape[1]} sequences along dim 1 but {len(dirs)} directions were given"))
     lmax = max(scan_length(d, H, W) for d in dirs)
     if y.shape[3] != lmax:
-        raise ValueError(
-            f"y has length {y.shape[3]} along dim 3, but directions {[d.name for d in dirs]} on a {H}x{W} grid need Lmax={lmax}"
-        )
+        raise ValueError(checks.message(
+            f"y has length {y.shape[3]} along dim 3, but directions {[d.name for d in dirs]} on a {H}x{W} grid "
+            f"need Lmax={lmax}"
+        ))
     if resolve_backend(backend) == "reference":
         return reference.local_reverse(y, list(dirs), H, W, reduce, layout)
     table = scan_table(dirs, H, W, y.device)

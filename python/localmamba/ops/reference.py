@@ -11,7 +11,8 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .directions import ScanDirection, parse_direction, parse_directions, scan_length
+from ._checks import LAYOUTS, ArgChecks
+from .directions import SCAN_FAMILIES, ScanDirection, parse_direction, parse_directions, scan_length
 
 __all__ = [
     "scan_order",
@@ -30,27 +31,14 @@ def _grid_positions(H: int, W: int, device=None) -> torch.Tensor:
 
 def _visit(grid: torch.Tensor, direction: ScanDirection, fill: float) -> torch.Tensor:
     """grid: (H, W, *rest). Returns (L, *rest) in visit order; padding tokens take `fill`."""
-    H, W = grid.shape[0], grid.shape[1]
-    rest = grid.shape[2:]
-    if direction.kind == "h":
-        seq = grid.reshape(H * W, *rest)
-    elif direction.kind == "v":
-        seq = grid.transpose(0, 1).reshape(H * W, *rest)
-    else:
-        k = direction.window
-        Hp, Wp = -(-H // k) * k, -(-W // k) * k
-        padded = grid.new_full((Hp, Wp, *rest), fill)
+    k = direction.padding_multiple
+    if k > 1:
+        H, W = grid.shape[0], grid.shape[1]
+        padded = grid.new_full((-(-H // k) * k, -(-W // k) * k, *grid.shape[2:]), fill)
         padded[:H, :W] = grid
-        # (gi, a, gj, b, *rest)
-        tiles = padded.reshape(Hp // k, k, Wp // k, k, *rest)
-        if direction.kind == "w":
-            tiles = tiles.permute(0, 2, 1, 3, *range(4, 4 + len(rest)))  # gi, gj, a, b
-        else:  # column-first windows: gj, gi, b, a
-            tiles = tiles.permute(2, 0, 3, 1, *range(4, 4 + len(rest)))
-        seq = tiles.reshape(Hp * Wp, *rest)
-    if direction.flip:
-        seq = seq.flip(0)
-    return seq
+        grid = padded
+    seq = SCAN_FAMILIES[direction.family].visit(grid, k)
+    return seq.flip(0) if direction.flip else seq
 
 
 def visit_order(direction: ScanDirection, H, W, device=None) -> torch.Tensor:
@@ -65,7 +53,8 @@ def scan_order(direction: Union[str, ScanDirection], H: int, W: int) -> torch.Te
     return visit_order(d, H, W)
 
 
-_LAYOUTS = ("BCHW", "BCL", "BLC")
+_scan_checks = ArgChecks("reference.local_scan")
+_reverse_checks = ArgChecks("reference.local_reverse")
 
 
 def _to_bchw(x: torch.Tensor, H: int, W: int, layout: str) -> torch.Tensor:
@@ -81,8 +70,7 @@ def local_scan(
 ) -> torch.Tensor:
     """Spatial tokens -> (B, K, C, Lmax) scanned sequences, zero padding, padded to the longest."""
     dirs = parse_directions(directions)
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    _scan_checks.choice("layout", layout, LAYOUTS)
     grid = _to_bchw(x, H, W, layout).permute(2, 3, 0, 1)  # (H, W, B, C)
     lmax = max(scan_length(d, H, W) for d in dirs)
     outs = []
@@ -107,10 +95,8 @@ def local_reverse(
     with reduce="sum" the K axis is summed away.
     """
     dirs = parse_directions(directions)
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
-    if reduce not in (None, "sum"):
-        raise ValueError(f"reduce must be None or 'sum', got {reduce!r}")
+    _reverse_checks.choice("layout", layout, LAYOUTS)
+    _reverse_checks.choice("reduce", reduce, (None, "sum"))
     B, K, C, _ = y.shape
     outs = []
     for k, d in enumerate(dirs):

@@ -21,7 +21,8 @@ from typing import Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .directions import ScanDirection, _check_grid, parse_directions, scan_length
+from ._checks import check_grid
+from .directions import ScanDirection, parse_directions, scan_length
 
 __all__ = ["ScanTable", "scan_table", "build_scan_table", "parsed_directions", "tracing"]
 
@@ -137,7 +138,7 @@ def scan_table(directions: Union[DirectionsLike, Tuple[ScanDirection, ...]], H: 
         directions = parsed_directions(directions)
     if tracing():
         return build_scan_table(directions, H, W, device, cls_index)
-    _check_grid(H, W)
+    check_grid(H, W)
     _check_cls_index(cls_index, H, W)
     device = torch.device(device if device is not None else "cpu")
     key = (directions, H, W, cls_index, device)

@@ -60,6 +60,8 @@ _local = threading.local()
 
 
 def _counters() -> List[_ScanCounter]:
+    if torch.compiler.is_compiling():  # counting is an eager-mode tool; a graph must not guard on it
+        return []
     stack = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []

@@ -23,6 +23,7 @@ using namespace localmamba::bindings;
 void register_selective_scan(py::module_& m);  // bind_selective_scan.cpp
 void register_directional_scan(py::module_& m);  // bind_directional_scan.cpp
 void register_directional_scan_infer(py::module_& m);  // bind_directional_scan_infer.cpp
+void register_directional_scan_train(py::module_& m);  // bind_directional_scan_train.cpp
 void register_mixer_infer(py::module_& m);  // bind_mixer_infer.cpp
 
 namespace {
@@ -148,5 +149,6 @@ PYBIND11_MODULE(_C, m) {
   register_selective_scan(m);
   register_directional_scan(m);
   register_directional_scan_infer(m);
+  register_directional_scan_train(m);
   register_mixer_infer(m);
 }

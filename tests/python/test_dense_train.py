@@ -67,12 +67,15 @@ def test_detect_eval_and_predict_commands(detection_runs, cache, tmp_path, capsy
     assert main(["detect", "eval", str(root / "straight"), "--json", str(tmp_path / "m.json"), "--no-progress"]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert "bbox_AP" in metrics and "segm_AP" in metrics and metrics["images"] == 2
-    image = next((cache).glob("embedded-*/images/val/00000.png"))
-    assert main(["detect", "predict", str(root / "straight"), str(image), "-o", str(tmp_path / "out"),
-                 "--score-threshold", "0.0"]) == 0
-    with Image.open(tmp_path / "out" / "00000.png") as png:
+    assert main(["detect", "predict", str(root / "straight"), "--embedded-val", "1", "-o", str(tmp_path / "out"),
+                 "--score-threshold", "0.0"]) == 0  # the run's own held-out scene 1, found through its recipe
+    with Image.open(tmp_path / "out" / "00001.png") as png:
         assert png.size == (48, 48) and png.mode == "RGB"
-    assert "00000.png" in capsys.readouterr().out
+    assert f"{cache}" in capsys.readouterr().out
+    assert main(["detect", "predict", str(root / "straight"), "--embedded-val", "2"]) == 2  # 2 held-out scenes
+    assert "indices must be in 0..1" in capsys.readouterr().err
+    assert main(["detect", "predict", str(root / "straight")]) == 2
+    assert "IMAGE paths or --embedded-val" in capsys.readouterr().err
 
 
 def test_segment_train_eval_predict_commands(cache, tmp_path, capsys):

@@ -19,7 +19,7 @@ from .embedded import EMBEDDED_CLASSES, EmbeddedSpec, ensure_embedded
 from .segmentation import build_upernet
 
 __all__ = ["build_dense_datasets", "build_dense_model", "dense_param_groups", "build_dense_optimizer",
-           "lr_multiplier", "build_dense_scheduler", "model_backbone"]
+           "lr_multiplier", "build_dense_scheduler", "model_backbone", "embedded_val_images"]
 
 _DEFAULT_SPLITS = {"coco": ("train2017", "val2017"), "ade20k": ("training", "validation"),
                    "embedded": ("train", "val")}
@@ -37,6 +37,20 @@ def _embedded_root(cfg) -> Path:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"data.embedded: {e}") from None
     return ensure_embedded(spec, cfg["data"]["root"])
+
+
+def embedded_val_images(cfg: Dict[str, Any], indices: List[int]) -> List[Path]:
+    """Paths of held-out embedded scenes (by index) of the dataset a recipe or checkpoint names,
+    generated first if this machine has not yet done so."""
+    if cfg["data"]["dataset"] != "embedded":
+        raise ConfigError(f"--embedded-val needs a model trained on the embedded dataset, this one used "
+                          f"data.dataset={cfg['data']['dataset']!r} (give image paths instead)")
+    count = cfg["data"]["embedded"].get("num_val", EmbeddedSpec().num_val)
+    bad = [i for i in indices if not 0 <= i < count]
+    if bad:
+        raise ConfigError(f"--embedded-val: scene indices must be in 0..{count - 1}, got {bad}")
+    folder = _embedded_root(cfg) / "images" / "val"
+    return [folder / f"{i:05d}.png" for i in indices]
 
 
 def build_dense_datasets(cfg: Dict[str, Any], train: bool = True, val: bool = True):
@@ -88,9 +102,10 @@ def build_dense_model(cfg: Dict[str, Any], num_classes: int, log=print) -> nn.Mo
                 representation_size=m["representation_size"], anchor_sizes=m["anchor_sizes"],
                 min_size=tuple(m["min_size"]) if isinstance(m["min_size"], list) else m["min_size"],
                 max_size=m["max_size"], resize_in_model=cfg["data"]["pipeline"] != "lsj",
-                rpn_post_nms_top_n_train=m["rpn_post_nms_top_n_train"],
-                box_batch_size_per_image=m["box_batch_size_per_image"], mask_head_convs=m["mask_head_convs"], mean=cfg["data"]["mean"],
-                std=cfg["data"]["std"], **common)
+                **{key: m[key] for key in ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
+                                           "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test",
+                                           "box_batch_size_per_image", "mask_head_convs")},
+                mean=cfg["data"]["mean"], std=cfg["data"]["std"], **common)
         else:
             model = build_upernet(m["backbone"], num_classes, channels=m["decode_channels"],
                                   aux_channels=m["aux_channels"], aux_index=m["aux_index"], aux_weight=m["aux_weight"],

@@ -68,7 +68,9 @@ def register_task(subparsers, command: str, task: str, default_recipe: str, desc
 
     pr = actions.add_parser("predict", help="write PNG overlays of predictions on images")
     pr.add_argument("checkpoint", metavar="RUN_DIR_OR_CKPT")
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("images", nargs="*", metavar="IMAGE")
+    pr.add_argument("--embedded-val", dest="embedded_val", type=int, nargs="+", default=[], metavar="N",
+                    help="also predict held-out scene N of the embedded dataset the model was trained on")
     pr.add_argument("-o", "--output", default="predictions", metavar="DIR", help="folder for the PNGs")
     pr.add_argument("--device", default="cpu", metavar="DEV")
     if task == "detection":
@@ -142,11 +144,17 @@ def _predict(args, task: str) -> int:
         from .engine import load_dense_checkpoint
         from .predict import predict_detection, predict_segmentation
 
+        from ..train.config import ConfigError
+        from .builders import embedded_val_images
+
+        if not args.images and not args.embedded_val:
+            raise ConfigError("predict needs IMAGE paths or --embedded-val N")
         cfg, model, info = load_dense_checkpoint(args.checkpoint)
+        images = [*args.images, *embedded_val_images(cfg, args.embedded_val)] if args.embedded_val else args.images
         device = torch.device(args.device)
         model.to(device)
         out_dir = Path(args.output)
-        for image in args.images:
+        for image in images:
             out = out_dir / (Path(image).stem + ".png")
             if task == "detection":
                 threshold = args.score_threshold if args.score_threshold is not None else cfg["eval"]["score_threshold"]

@@ -8,7 +8,7 @@ import difflib
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
-from ..train.config import CONFIG_DIR, ConfigError, _deep_merge, _read_yaml, parse_override, resolve_config_path
+from ..train.config import CONFIG_DIR, ConfigError, deep_merge, parse_override, read_yaml, resolve_config_path
 
 __all__ = ["DENSE_DEFAULTS", "load_dense_config", "validate_dense_config", "list_dense_configs", "TASKS"]
 
@@ -31,7 +31,12 @@ DENSE_DEFAULTS: Dict[str, Any] = {
         "anchor_sizes": [32, 64, 128, 256, 512],
         "min_size": 800,  # torchvision's resize: short side (a list: random choice while training)
         "max_size": 1333,
+        # RPN proposals kept per pyramid level before NMS / per image after it (torchvision's
+        # defaults but 1000 after NMS in training, as mmdet)
+        "rpn_pre_nms_top_n_train": 2000,
+        "rpn_pre_nms_top_n_test": 1000,
         "rpn_post_nms_top_n_train": 1000,
+        "rpn_post_nms_top_n_test": 1000,
         "box_batch_size_per_image": 512,  # RoIs sampled per image for the box head
         "mask_head_convs": 4,
         # segmentation
@@ -176,7 +181,8 @@ def validate_dense_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     _positive_int(m["num_classes"], "model.num_classes", allow_none=True)
     _positive_int(m["img_size"], "model.img_size", allow_none=True)
     for key in ("neck_channels", "representation_size", "decode_channels", "aux_channels", "max_size",
-                "rpn_post_nms_top_n_train", "box_batch_size_per_image", "mask_head_convs"):
+                "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
+                "rpn_post_nms_top_n_test", "box_batch_size_per_image", "mask_head_convs"):
         _positive_int(m[key], f"model.{key}")
     if not (isinstance(m["anchor_sizes"], list) and len(m["anchor_sizes"]) == 5):
         raise ConfigError(f"model.anchor_sizes must list 5 sizes (one per pyramid level), got {m['anchor_sizes']!r}")
@@ -242,18 +248,18 @@ def load_dense_config(config: Optional[Union[str, os.PathLike, Mapping[str, Any]
             data, source = copy.deepcopy(dict(config)), "<mapping>"
         else:
             path = resolve_config_path(config)
-            data, source = _read_yaml(path), str(path)
+            data, source = read_yaml(path), str(path)
         try:
             _check_keys(data, DENSE_DEFAULTS)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-        _deep_merge(cfg, data)
+        deep_merge(cfg, data)
         if task is not None and cfg["task"] != task:
             raise ConfigError(f"{source} is a {cfg['task']} recipe, not a {task} one")
     for ov in overrides:
         update = parse_override(ov) if isinstance(ov, str) else ov
         _check_keys(update, DENSE_DEFAULTS)
-        _deep_merge(cfg, update)
+        deep_merge(cfg, update)
     return validate_dense_config(cfg) if validate else cfg
 
 

@@ -77,7 +77,10 @@ def build_mask_rcnn(
     min_size: Any = 800,
     max_size: int = 1333,
     resize_in_model: bool = True,
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
     rpn_post_nms_top_n_train: int = 1000,
+    rpn_post_nms_top_n_test: int = 1000,
     box_batch_size_per_image: int = 512,
     mask_head_convs: int = 4,
     mean: Sequence[float] = (0.485, 0.456, 0.406),
@@ -127,7 +130,9 @@ def build_mask_rcnn(
         mask_head = MaskRCNNHeads(c, [c] * mask_head_convs, 1)
     model = detection.MaskRCNN(
         trunk, num_classes=None, min_size=min_size, max_size=max_size, image_mean=list(mean), image_std=list(std),
-        rpn_anchor_generator=anchors, rpn_head=rpn_head, rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+        rpn_anchor_generator=anchors, rpn_head=rpn_head,
+        rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=rpn_post_nms_top_n_train, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
         box_batch_size_per_image=box_batch_size_per_image,
         box_roi_pool=box_pool, box_head=box_head, box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
         mask_roi_pool=mask_pool, mask_head=mask_head, mask_predictor=MaskRCNNPredictor(c, c, num_classes + 1),

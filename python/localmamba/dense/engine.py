@@ -40,6 +40,17 @@ def _to_device_targets(targets: List[Dict[str, Any]], device) -> List[Dict[str, 
              if k in ("boxes", "labels", "masks")} for t in targets]
 
 
+def _check_ranks_agree(model, world: int) -> None:
+    """Every rank must hold the same parameters (DDP averages the gradients); a divergence would
+    make rank 0's checkpoint describe a run that did not happen, so it stops the run."""
+    params = [p.detach() for p in model.parameters()]
+    local = torch.stack([sum(p.double().sum() for p in params), sum(p.double().square().sum() for p in params)]).cpu()
+    sums = [None] * world
+    torch.distributed.all_gather_object(sums, local.tolist())
+    if any(s != sums[0] for s in sums):
+        raise RuntimeError(f"the {world} processes hold different parameters (sum, sum of squares per rank: {sums})")
+
+
 def _train_losses(model, batch, task: str, device) -> Dict[str, torch.Tensor]:
     if task == "detection":
         images, targets = batch
@@ -149,7 +160,10 @@ def _run(cfg, resume, dist_info, device) -> Dict[str, Any]:
     model = build_dense_model(cfg, num_classes if task == "detection" else num_classes,
                               log=log if ckpt is None else (lambda *a: None)).to(device)
     if dist_info.distributed and task == "segmentation":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:  # PyTorch's SyncBatchNorm runs on GPUs only
+            log("[segmentation] CPU processes: BatchNorm statistics are per process (SyncBatchNorm needs CUDA)")
     optimizer = build_dense_optimizer(model, cfg)
     scheduler = build_dense_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=t_cfg["amp"] == "fp16")
@@ -201,6 +215,7 @@ def _run(cfg, resume, dist_info, device) -> Dict[str, Any]:
     def save() -> None:
         rng = [get_rng_state()]
         if D._active():
+            _check_ranks_agree(model, world)
             rng = [None] * world
             torch.distributed.all_gather_object(rng, get_rng_state())
         if not is_main:

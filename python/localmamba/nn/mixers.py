@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops import channels_last_scan_supported, gather_sequences
+from ..ops.directional_scan_train import channels_last_train_supported
 from ..ops.mixer_infer import gate_stats_channels_last, gated_merge_channels_last, scan_conv_channels_last
 from ..ops.backend import resolve_backend
 from .layers import MultiScan, SCAttn, canonical_directions
@@ -267,7 +268,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         tokens = table.num_tokens
         if xz.shape[1] != tokens:
             raise ValueError(f"mixer got {xz.shape[1]} tokens for a {H}x{W} grid")
-        if backend == "native" and channels_last_scan_supported(xz, self.in_proj.weight):
+        if backend == "native" and channels_last_train_supported(xz, self.in_proj.weight):
             return self._forward_channels_last(xz, table)
         # One batched gather of x and z for all K directions, class token included.
         seqs = gather_sequences(xz, table, backend=backend)  # (B, K, 2Di, Lmax [+1])
@@ -318,7 +319,7 @@ class MultiMamba(_BackendMixin, nn.Module):
 
         return self._infer_params.get(sources, build)
 
-    def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
+    def _forward_inference(self, xz: torch.Tensor, table) -> torch.Tensor:
         """forward for inference (CPU, no gradient): the causal conv + SiLU reads x straight from
         in_proj's output through the index (no gathered copy) into direction-major rows, x_proj is one
         batched GEMM over the directions, the scan reads z through the index, and SCAttn's gate and
@@ -340,6 +341,33 @@ class MultiMamba(_BackendMixin, nn.Module):
             return self.out_proj(self.multi_scan.merge(self.attn(ys)))
         gate = _gate_from_stats(gate_stats_channels_last(ys, self.attn.norm.eps), self.attn)
         return self.out_proj(gated_merge_channels_last(ys, gate))
+
+    def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
+        """forward on the CPU (float32 / float64; inference and training): only x is gathered,
+        channels-last (B, K, L, Di); the conv runs on contiguous channel rows, x_proj is one batched
+        GEMM, and the scan reads z straight from in_proj's output through the index -- no
+        (B, K, 2Di, L) gather. With gradients the scan is the channels-last op with its native
+        backward (the CUDA path keeps the fused differentiable op)."""
+        if channels_last_scan_supported(xz, *self.parameters()):  # no gradient wanted
+            return self._forward_inference(xz, table)
+        B, T, _ = xz.shape
+        K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
+        index = table.index
+        L = index.shape[1]
+        x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
+        if L > table.num_tokens:  # every direction visits each token once: the rest are padding steps
+            x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)  # padding steps read zeros
+        conv_b = self._stacked_module("conv1d", "bias")
+        x = F.silu(causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b))
+        x_dbl = torch.matmul(x, self._stacked_module("x_proj", "weight").transpose(1, 2).unsqueeze(0))  # (B, K, L, R+2N)
+        dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=-1)
+        ys = directional_scan_channels_last(
+            x, dt, -torch.exp(self._stacked("A_log")).reshape(K * Di, N), Bs, Cs, index, table.num_tokens,
+            dt_proj_weight=self._stacked_module("dt_proj", "weight"), D=self._stacked("D").reshape(K * Di),
+            z=xz[..., Di:], delta_bias=self._stacked_module("dt_proj", "bias").reshape(K * Di),
+            delta_softplus=True, sequence_inputs=True,
+        )  # (B, K, T, Di)
+        return self.out_proj(self.multi_scan.merge(self.attn(ys)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"
@@ -443,28 +471,32 @@ class SS2D(_BackendMixin, nn.Module):
         return self.out_norm(y)
 
     def _channels_last_scan(self, x: torch.Tensor) -> bool:
-        """Whether the forward-only channels-last scan runs (native backend, CPU, no gradient)."""
-        return self._backend() == "native" and channels_last_scan_supported(
+        """Whether the channels-last scan runs (native backend, CPU, float32 / float64; forward-only
+        without gradients, with its native backward in training)."""
+        return self._backend() == "native" and channels_last_train_supported(
             x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds)
 
     def _scan_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """The K directions' scans for inference: the tokens stay (B, HW, Di), x_proj is one GEMM
-        over every direction, and the scan reads u, dt, B, C in that layout (no transposed copies).
-        x: (B, Di, H, W) (channels_last in memory) -> y (B, K, HW, Di)."""
+        """The K directions' scans on the CPU (inference and training): the tokens stay (B, HW, Di),
+        x_proj is one GEMM over every direction, and the scan reads u, dt, B, C in that layout (no
+        transposed copies). x: (B, Di, H, W) (channels_last in memory) -> y (B, K, HW, Di)."""
         B, Di, H, W = x.shape
         K, N, R = self.num_directions, self.d_state, self.dt_rank
         xs = x.permute(0, 2, 3, 1).reshape(B, H * W, Di)  # a view when x is channels_last in memory
         x_dbl = F.linear(xs, self.x_proj_weight.reshape(K * (R + 2 * N), Di)).view(B, H * W, K, R + 2 * N)
         dts, Bs, Cs = (t.transpose(1, 2) for t in torch.split(x_dbl, [R, N, N], dim=-1))  # (B, K, HW, .)
-        A = self._infer_A.get([self.A_logs], lambda: -torch.exp(self.A_logs))
+        if channels_last_scan_supported(self.A_logs):  # no gradient wanted: A cached per weight update
+            A = self._infer_A.get([self.A_logs], lambda: -torch.exp(self.A_logs))
+        else:
+            A = -torch.exp(self.A_logs)
         return directional_scan_channels_last(
             xs, dts, A, Bs, Cs, self.multi_scan.scan_table(H, W, xs.device).index, H * W,
             dt_proj_weight=self.dt_projs_weight, D=self.Ds, delta_bias=self.dt_projs_bias.reshape(-1),
             delta_softplus=True,
-        )
+        )  # (B, K, HW, Di)
 
     def _forward_core_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """forward_core for inference (see _scan_channels_last)."""
+        """forward_core on the CPU (inference and training), see _scan_channels_last."""
         y = self._scan_channels_last(x)
         if self.multi_scan.search:
             y = self.multi_scan.merge(self.multi_scan.attn(y))
@@ -473,9 +505,10 @@ class SS2D(_BackendMixin, nn.Module):
         return self.out_norm(y)
 
     def _forward_fused(self, x: torch.Tensor, z: torch.Tensor, z_silu: bool) -> torch.Tensor:
-        """forward_core, the z gate included, for inference of a fixed architecture: after the scans,
-        SCAttn's statistics are one pass over y and the gated sum, out_norm and the z gate (silu(z)
-        when ``z_silu``) a second, writing the (B, HW, Di) input of out_proj (ops/mixer_infer.py)."""
+        """forward_core, the z gate included, for inference of a fixed architecture (CPU, no
+        gradient): after the scans, SCAttn's statistics are one pass over y and the gated sum,
+        out_norm and the z gate (silu(z) when ``z_silu``) a second, writing the (B, HW, Di) input
+        of out_proj (ops/mixer_infer.py)."""
         B, Di, H, W = x.shape
         y = self._scan_channels_last(x)
         attn = self.multi_scan.attn
@@ -488,8 +521,9 @@ class SS2D(_BackendMixin, nn.Module):
         B, H, W, _ = x.shape
         xz = self.in_proj(x)
         # inference keeps the tokens channels-last in memory end to end (see forward_core)
-        fast = self._channels_last_scan(xz)
-        fmt = torch.channels_last if fast else torch.contiguous_format
+        fmt = torch.channels_last if self._channels_last_scan(xz) else torch.contiguous_format
+        fused = (fmt == torch.channels_last and not self.multi_scan.search and isinstance(self.act, nn.SiLU)
+                 and channels_last_scan_supported(xz, *self.parameters()))  # inference: no gradient wanted
         if self.d_conv > 1:
             x, z = xz.chunk(2, dim=-1)
             x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)))
@@ -497,8 +531,7 @@ class SS2D(_BackendMixin, nn.Module):
             xz = self.act(xz)
             x, z = xz.chunk(2, dim=-1)
             x = x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
-        fused_gate = fast and not self.multi_scan.search and isinstance(self.act, nn.SiLU)
-        if fused_gate:
+        if fused:
             y = self._forward_fused(x, z, z_silu=self.d_conv > 1).view(B, H, W, -1)
             return self.dropout(self.out_proj(y))
         if self.d_conv > 1:

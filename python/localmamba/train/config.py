@@ -32,6 +32,9 @@ __all__ = [
     "typed_config",
     "suggest_key",
     "dump_config",
+    "deep_merge",
+    "read_yaml",
+    "parse_override",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -74,16 +77,20 @@ def resolve_config_path(name: Union[str, os.PathLike], relative_to: Optional[Pat
     raise ConfigError(f"config {str(name)!r} not found (not a file, nor a packaged recipe; packaged: {available})")
 
 
-def _deep_merge(base: Dict[str, Any], update: Mapping[str, Any], where: str = "") -> Dict[str, Any]:
+def deep_merge(base: Dict[str, Any], update: Mapping[str, Any], where: str = "") -> Dict[str, Any]:
+    """Merges ``update`` into ``base`` in place (nested mappings key by key, other values
+    replaced by a copy; a ``kwargs`` mapping is replaced whole); returns ``base``."""
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key != "kwargs":
-            _deep_merge(base[key], value, f"{where}{key}.")
+            deep_merge(base[key], value, f"{where}{key}.")
         else:
             base[key] = copy.deepcopy(value)
     return base
 
 
-def _read_yaml(path: Path, seen: Sequence[Path] = ()) -> Dict[str, Any]:
+def read_yaml(path: Path, seen: Sequence[Path] = ()) -> Dict[str, Any]:
+    """A recipe file as a dict, its ``_base_`` files (paths or packaged names) merged underneath;
+    shared by the classification and the dense (``localmamba.dense.config``) recipes."""
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"config inheritance cycle: {' -> '.join(str(s) for s in seen)} -> {path}")
@@ -99,8 +106,8 @@ def _read_yaml(path: Path, seen: Sequence[Path] = ()) -> Dict[str, Any]:
         return data
     merged: Dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else list(bases):
-        _deep_merge(merged, _read_yaml(resolve_config_path(base, path.parent), [*seen, path]))
-    return _deep_merge(merged, data)
+        deep_merge(merged, read_yaml(resolve_config_path(base, path.parent), [*seen, path]))
+    return deep_merge(merged, data)
 
 
 def parse_override(text: str) -> Dict[str, Any]:
@@ -128,7 +135,7 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[Union[str, Mapping[
     for ov in overrides:
         update = parse_override(ov) if isinstance(ov, str) else ov
         check_keys(update)
-        _deep_merge(cfg, update)
+        deep_merge(cfg, update)
     return cfg
 
 
@@ -145,13 +152,13 @@ def load_config(
             source = "<mapping>"
         else:
             path = resolve_config_path(config)
-            data = _read_yaml(path)
+            data = read_yaml(path)
             source = str(path)
         try:
             check_keys(data)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-        _deep_merge(cfg, data)
+        deep_merge(cfg, data)
     apply_overrides(cfg, overrides)
     if validate:
         validate_config(cfg)

@@ -1,6 +1,6 @@
 // Internal: the CPU kernels of mixer_infer.h (contract there). Included by the per-ISA
 // translation units right after directional_scan_infer_cpu_kernel.h, whose vector type, vexp
-// and load_lanes / store_lanes it reuses. Lanes are channels; a row's tail that does not fill
+// and load_part / store_part it reuses. Lanes are channels; a row's tail that does not fill
 // a vector is read zero-filled and stored partially, and every per-row statistic sums the
 // channels in one fixed order (whole vectors lane-wise, then the lanes, then the tail).
 #pragma once
@@ -13,27 +13,6 @@
 
 namespace localmamba {
 namespace {
-
-// load_lanes / store_lanes with a constant-size copy (one vector move) for whole vectors; the
-// variable-size copy only for a row's tail.
-template <typename V, typename S>
-inline V load_part(const S* src, int64_t count) {
-  if (count == static_cast<int64_t>(sizeof(V) / sizeof(S))) {
-    V v;
-    std::memcpy(&v, src, sizeof(V));
-    return v;
-  }
-  return load_lanes<V>(src, count);
-}
-
-template <typename V, typename S>
-inline void store_part(S* dst, V v, int64_t count) {
-  if (count == static_cast<int64_t>(sizeof(V) / sizeof(S))) {
-    std::memcpy(dst, &v, sizeof(V));
-  } else {
-    store_lanes(dst, v, count);
-  }
-}
 
 template <typename V>
 inline V silu_vec(V x) {

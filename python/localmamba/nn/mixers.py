@@ -19,7 +19,8 @@ from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.directional_scan_train import channels_last_train_supported
 from ..ops.mixer_infer import gate_stats_channels_last, gated_merge_channels_last, scan_conv_channels_last
 from ..ops.backend import resolve_backend
-from .layers import MultiScan, SCAttn, canonical_directions
+from ..ops.scan_table import parsed_directions
+from .layers import MultiScan, SCAttn
 from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
                    directional_selective_scan, record_flops, selective_scan)
 
@@ -205,7 +206,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        directions = canonical_directions(directions)
+        directions = parsed_directions(directions)  # parsed once; MultiScan keeps them as they are
         K = len(directions)
         self.d_model = d_model
         self.d_state = d_state
@@ -399,7 +400,7 @@ class SS2D(_BackendMixin, nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        directions = canonical_directions(directions)
+        directions = parsed_directions(directions)  # parsed once; MultiScan keeps them as they are
         K = len(directions)
         d_inner = int(ssm_ratio * d_model)
         self.d_model = d_model

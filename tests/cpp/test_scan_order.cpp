@@ -136,9 +136,15 @@ TEST(ScanOrder, UnknownNameListsEveryFamily) {
     parse_direction("diagonal");
     FAIL() << "expected std::invalid_argument";
   } catch (const std::invalid_argument& error) {
-    EXPECT_EQ(std::string(error.what()),
-              "unknown scan direction 'diagonal': expected 'h', 'v', 'wK' or 'wK_col' (K a positive integer), "
-              "optionally followed by '_flip'");
+    const std::string message = error.what();
+    EXPECT_EQ(message.rfind("unknown scan direction 'diagonal': expected 'h', 'v', ", 0), 0u) << message;
+    for (const auto& family : scan_families()) {
+      std::string form = family.pattern;
+      const size_t at = form.find("{K}");
+      if (at != std::string::npos) form.replace(at, 3, "K");
+      EXPECT_NE(message.find("'" + form + "'"), std::string::npos) << form << " missing from: " << message;
+    }
+    EXPECT_NE(message.find("(K a positive integer), optionally followed by '_flip'"), std::string::npos) << message;
   }
 }
 

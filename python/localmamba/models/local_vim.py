@@ -24,6 +24,7 @@ from ._args import check_choice, check_dt_rank, check_int, check_positive_float,
 from ._directions import DirectionsArg, resolve_layer_directions
 from ._features import FeatureInfo
 from ._grad_checkpointing import GradCheckpointing
+from ._init import init_linear_and_layernorm
 from ._pretrained import RELEASE_URL
 from ._registry import register_model
 
@@ -159,14 +160,7 @@ class LocalVim(GradCheckpointing, nn.Module):
         (dt_proj included), LayerNorm 1/0, pos_embed trunc_normal(0.02), then each out_proj
         kaiming-uniform(a=sqrt(5)) / sqrt(depth)."""
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-                nn.init.ones_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+            init_linear_and_layernorm(m)
         if self.use_pos_embed:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         for layer in self.layers:

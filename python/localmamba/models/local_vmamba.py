@@ -24,6 +24,7 @@ from ._args import check_choice, check_dt_rank, check_int, check_ints, check_pos
 from ._directions import DirectionsArg, resolve_layer_directions
 from ._features import FeatureInfo
 from ._grad_checkpointing import GradCheckpointing
+from ._init import init_linear_and_layernorm
 from ._pretrained import RELEASE_URL
 from ._registry import register_model
 
@@ -167,20 +168,7 @@ class LocalVMamba(GradCheckpointing, nn.Module):
             head=nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
         ))
         self.head_drop = nn.Dropout(drop_rate)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """The release's init: trunc_normal(0.02) Linear weights, zero biases, LayerNorm 1/0 (the SS2D
-        parameters keep Mamba's dt init, A = -[1..N], D = 1)."""
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-            nn.init.ones_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(init_linear_and_layernorm)  # the release's init (SS2D keeps Mamba's dt init, A = -[1..N], D = 1)
 
     @classmethod
     def from_release_kwargs(cls, **kw: Any) -> "LocalVMamba":

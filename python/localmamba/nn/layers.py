@@ -109,6 +109,12 @@ class PatchEmbed(nn.Module):
         return x
 
 
+def _specialized(n: int) -> int:
+    """``n`` as a plain int; under torch.compile a symbolic size becomes a constant guarded by
+    Dynamo (``len(range(n))`` is the conversion Dynamo specialises; ``int(n)`` stays symbolic)."""
+    return len(range(n))
+
+
 def check_image(x, in_chans: int) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected an image tensor (B, C, H, W), got {type(x).__name__}")
@@ -121,6 +127,11 @@ def check_image(x, in_chans: int) -> None:
         )
     if not x.is_floating_point():
         raise TypeError(f"expected a floating-point image tensor, got {x.dtype}")
+    if tracing():
+        # torch.compile(dynamic=True): the image size is specialised (one graph per size, guarded)
+        # and only the batch stays symbolic; the scan tables' window tiling of a symbolic grid
+        # would cost minutes of symbolic reasoning per compile.
+        _specialized(x.shape[-2]), _specialized(x.shape[-1])
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +266,12 @@ class MultiScan(nn.Module):
     def scan_table(self, H: int, W: int, device: torch.device, cls_index: Optional[int] = None) -> ScanTable:
         """This layer's scan table on an H x W grid (class token at ``cls_index``), on ``device``."""
         if tracing():  # torch.compile / export: built from torch ops in the graph, no cache
-            return build_scan_table(self.scan_directions, H, W, device, cls_index)
+            # A symbolic grid (dynamic=True) is specialised: the window tiling of every direction
+            # would otherwise be reasoned about symbolically (minutes of compile time); each grid
+            # size compiles once, the batch stays dynamic.
+            H, W = _specialized(H), _specialized(W)
+            return build_scan_table(self.scan_directions, H, W, device,
+                                    None if cls_index is None else _specialized(cls_index))
         key = (H, W, cls_index, device)
         table = self._tables.get(key)
         if table is None:

@@ -23,6 +23,7 @@ using namespace localmamba::bindings;
 void register_selective_scan(py::module_& m);  // bind_selective_scan.cpp
 void register_directional_scan(py::module_& m);  // bind_directional_scan.cpp
 void register_directional_scan_infer(py::module_& m);  // bind_directional_scan_infer.cpp
+void register_directional_scan_train(py::module_& m);  // bind_directional_scan_train.cpp
 
 namespace {
 
@@ -147,4 +148,5 @@ PYBIND11_MODULE(_C, m) {
   register_selective_scan(m);
   register_directional_scan(m);
   register_directional_scan_infer(m);
+  register_directional_scan_train(m);
 }

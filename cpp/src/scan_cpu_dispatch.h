@@ -5,6 +5,7 @@
 
 #include "localmamba/directional_scan.h"
 #include "localmamba/directional_scan_infer.h"
+#include "localmamba/directional_scan_train.h"
 #include "localmamba/selective_scan.h"
 
 namespace localmamba {
@@ -18,6 +19,7 @@ struct ScanCpuKernels {
   void (*dir_fwd)(const DirectionalScanParams&);
   void (*dir_bwd)(const DirectionalScanParams&, const DirectionalScanGrads&);
   void (*dir_infer)(const DirectionalScanInferParams&);
+  void (*dir_train_bwd)(const DirectionalScanInferParams&, const DirectionalScanTrainGrads&);
 };
 
 namespace ss_baseline {

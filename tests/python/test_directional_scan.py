@@ -433,9 +433,11 @@ def test_gather_sequences_native_equals_reference_with_gradients():
         assert_close(outs[0][1], outs[1][1], torch.float64, "gather grad")
 
 
-def _old_multimamba_forward(m, hidden_states, grid_size, cls_index=None):
+def _old_multimamba_forward(m, hidden_states, grid_size, cls_index=None, state_cast=lambda t: t.float()):
     """The LocalVim mixer as composed before the fused op: local_scan, class-token cat, grouped conv,
-    one selective scan, class-token cut, local_reverse (reference backend throughout)."""
+    one selective scan, class-token cut, local_reverse (reference backend throughout). state_cast:
+    applied to A, D and delta_bias, as the fused op's caller does (float32); the channels-last path
+    keeps them in the model's dtype."""
     import torch.nn.functional as F
 
     from localmamba.nn.scan import causal_depthwise_conv1d
@@ -460,10 +462,10 @@ def _old_multimamba_forward(m, hidden_states, grid_size, cls_index=None):
     x_dbl = torch.einsum("bkdl,kcd->bkcl", x, m._stacked_module("x_proj", "weight"))
     dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
     delta = torch.einsum("bkrl,kdr->bkdl", dt, m._stacked_module("dt_proj", "weight"))
-    A = -torch.exp(m._stacked("A_log").float()).reshape(K * Di, N)
+    A = -torch.exp(state_cast(m._stacked("A_log"))).reshape(K * Di, N)
     y = selective_scan(x.reshape(B, K * Di, L), delta.reshape(B, K * Di, L), A, Bs.contiguous(), Cs.contiguous(),
-                       D=m._stacked("D").reshape(K * Di).float(), z=z.reshape(B, K * Di, L),
-                       delta_bias=m._stacked_module("dt_proj", "bias").reshape(K * Di).float(), delta_softplus=True,
+                       D=state_cast(m._stacked("D").reshape(K * Di)), z=z.reshape(B, K * Di, L),
+                       delta_bias=state_cast(m._stacked_module("dt_proj", "bias").reshape(K * Di)), delta_softplus=True,
                        backend="reference").view(B, K, Di, L)
     if cls_index is not None:
         cls_y = y[..., cls_index]
@@ -474,19 +476,32 @@ def _old_multimamba_forward(m, hidden_states, grid_size, cls_index=None):
     return m.out_proj(m.multi_scan.merge(m.attn(ys)))
 
 
+def _force_fused_path(monkeypatch):
+    """The mixers' fused differentiable op (the CUDA path) on the CPU, instead of the channels-last scan."""
+    import localmamba.nn.mixers as mixers
+
+    monkeypatch.setattr(mixers, "channels_last_train_supported", lambda *tensors: False)
+
+
+@pytest.mark.parametrize("path", ["fused", "channels_last"])
 @pytest.mark.parametrize("cls_index", [None, 10], ids=["plain", "mid-cls"])
 @pytest.mark.parametrize("grid", [(5, 4), (9, 13)], ids=["5x4", "9x13"])
-def test_local_vim_mixer_fused_matches_old_composition(cls_index, grid):
+def test_local_vim_mixer_fused_matches_old_composition(cls_index, grid, path, monkeypatch):
     """SPEC 1.3 LocalVim path: one gather of xz (class token included), conv1d for all K, one scan for
-    all K with the reverse fused into its store -- equal to the old composition, gradients included."""
+    all K with the reverse fused into its store -- equal to the old composition, gradients included.
+    Also the CPU channels-last path (x-only gather, the scan with its channels-last backward)."""
     from localmamba.nn.mixers import MultiMamba
 
+    if path == "fused":
+        _force_fused_path(monkeypatch)
+    cast = (lambda t: t.float()) if path == "fused" else (lambda t: t)
     H, W = grid
     cls_index = None if cls_index is None else H * W // 2
     m = MultiMamba(16, ("h", "v_flip", "w2", "w7_flip"), d_state=4, backend="native").double()
     x = torch.randn(2, H * W + (cls_index is not None), 16, dtype=torch.float64)
     grads = []
-    for fn in (lambda t: m(t, (H, W), cls_index), lambda t: _old_multimamba_forward(m, t, (H, W), cls_index)):
+    for fn in (lambda t: m(t, (H, W), cls_index),
+               lambda t: _old_multimamba_forward(m, t, (H, W), cls_index, state_cast=cast)):
         m.zero_grad()
         xl = x.clone().requires_grad_()
         y = fn(xl)
@@ -496,11 +511,13 @@ def test_local_vim_mixer_fused_matches_old_composition(cls_index, grid):
         assert_close(a, b, torch.float64, "fused against the composition")
 
 
-def test_ss2d_fused_matches_old_composition_and_saves_less():
+def test_ss2d_fused_matches_old_composition_and_saves_less(monkeypatch):
     """LocalVMamba SS2D: fused forward_core == local_scan -> selective_scan -> local_reverse (7x7 with w2
     pads every direction to 64 steps), and autograd keeps no (B, K, D, Lmax) reordered copy."""
     import importlib.util
     import os
+
+    _force_fused_path(monkeypatch)
 
     spec = importlib.util.spec_from_file_location(
         "bench_directional_scan", os.path.join(os.path.dirname(__file__), "..", "..", "bench", "directional_scan.py"))

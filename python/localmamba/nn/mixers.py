@@ -15,9 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops import channels_last_scan_supported, gather_sequences
+from ..ops import gather_sequences
+from ..ops.directional_scan_train import channels_last_train_supported
 from ..ops.backend import resolve_backend
-from .layers import MultiScan, SCAttn, canonical_directions
+from ..ops.scan_table import parsed_directions
+from .layers import MultiScan, SCAttn
 from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
                    directional_selective_scan, record_flops, selective_scan)
 
@@ -168,7 +170,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        directions = canonical_directions(directions)
+        directions = parsed_directions(directions)  # parsed once; MultiScan keeps them as they are
         K = len(directions)
         self.d_model = d_model
         self.d_state = d_state
@@ -230,7 +232,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         tokens = table.num_tokens
         if xz.shape[1] != tokens:
             raise ValueError(f"mixer got {xz.shape[1]} tokens for a {H}x{W} grid")
-        if backend == "native" and channels_last_scan_supported(xz, self.in_proj.weight):
+        if backend == "native" and channels_last_train_supported(xz, self.in_proj.weight):
             return self._forward_channels_last(xz, table)
         # One batched gather of x and z for all K directions, class token included.
         seqs = gather_sequences(xz, table, backend=backend)  # (B, K, 2Di, Lmax [+1])
@@ -263,9 +265,11 @@ class MultiMamba(_BackendMixin, nn.Module):
         return self.out_proj(self.multi_scan.merge(ys))
 
     def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
-        """forward for inference (CPU, no gradient): only x is gathered, channels-last (B, K, L, Di);
-        the conv runs on contiguous channel rows, x_proj is one batched GEMM, and the scan reads z
-        straight from in_proj's output through the index -- no (B, K, 2Di, L) gather."""
+        """forward on the CPU (float32 / float64; inference and training): only x is gathered,
+        channels-last (B, K, L, Di); the conv runs on contiguous channel rows, x_proj is one batched
+        GEMM, and the scan reads z straight from in_proj's output through the index -- no
+        (B, K, 2Di, L) gather. With gradients the scan is the channels-last op with its native
+        backward (the CUDA path keeps the fused differentiable op)."""
         B, T, _ = xz.shape
         K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
         index = table.index
@@ -315,7 +319,7 @@ class SS2D(_BackendMixin, nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        directions = canonical_directions(directions)
+        directions = parsed_directions(directions)  # parsed once; MultiScan keeps them as they are
         K = len(directions)
         d_inner = int(ssm_ratio * d_model)
         self.d_model = d_model
@@ -386,12 +390,13 @@ class SS2D(_BackendMixin, nn.Module):
         return self.out_norm(y)
 
     def _channels_last_scan(self, x: torch.Tensor) -> bool:
-        """Whether the forward-only channels-last scan runs (native backend, CPU, no gradient)."""
-        return self._backend() == "native" and channels_last_scan_supported(
+        """Whether the channels-last scan runs (native backend, CPU, float32 / float64; forward-only
+        without gradients, with its native backward in training)."""
+        return self._backend() == "native" and channels_last_train_supported(
             x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds)
 
     def _forward_core_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """forward_core for inference: the tokens stay (B, HW, Di), x_proj is one GEMM over every
+        """forward_core on the CPU (inference and training): the tokens stay (B, HW, Di), x_proj is one GEMM over every
         direction, and the scan reads u, dt, B, C in that layout (no transposed copies)."""
         B, Di, H, W = x.shape
         K, N, R = self.num_directions, self.d_state, self.dt_rank

@@ -185,10 +185,17 @@ def directional_selective_scan(
 
 def directional_scan_channels_last(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                                    C: torch.Tensor, index: torch.Tensor, num_tokens: int, **kwargs) -> torch.Tensor:
-    """The forward-only channels-last directional scan (``localmamba.ops.directional_scan_channels_last``)
-    with the same FLOP accounting as :func:`directional_selective_scan` (one scan over K·D channels
-    at the padded length, plus the in-kernel delta projection)."""
-    from ..ops.directional_scan_infer import directional_scan_channels_last as _op
+    """The channels-last directional scan with the same FLOP accounting as
+    :func:`directional_selective_scan` (one scan over K·D channels at the padded length, plus the
+    in-kernel delta projection): forward-only (``localmamba.ops.directional_scan_channels_last``)
+    when no gradient is wanted, else with its native backward
+    (``localmamba.ops.directional_scan_train.directional_scan_channels_last_train``, no ``weights``)."""
+    from ..ops.directional_scan_infer import channels_last_scan_supported
+    from ..ops.directional_scan_infer import directional_scan_channels_last as _infer_op
+    from ..ops.directional_scan_train import directional_scan_channels_last_train as _train_op
+
+    tensors = [t for t in (u, delta, A, B, C, *kwargs.values()) if isinstance(t, torch.Tensor)]
+    _op = _infer_op if channels_last_scan_supported(*tensors) else _train_op
 
     K, lmax = index.shape
     batch, dim = u.shape[0], u.shape[-1]

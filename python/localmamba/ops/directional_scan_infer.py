@@ -46,6 +46,32 @@ def _rows(t: Optional[torch.Tensor], shared: bool):
     return _native.tensor_arg(t, [s[0], 0, s[1], s[2]] if shared else s)
 
 
+def infer_params(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens: int,
+                 delta_softplus: bool, sequence_inputs: bool, out: torch.Tensor):
+    """(params, keep): the native DirectionalScanInferParams of one call (also the backward's
+    forward params, ops/directional_scan_train.py) and the (K*D, R) dt weight it points to, to keep
+    alive with the inputs while the params are used."""
+    from .. import _C
+
+    K, length = index.shape
+    batch, dim = u.shape[0], u.shape[-1]
+    rank = delta.shape[-1] if dt_weight is not None else 0
+    w2 = None if dt_weight is None else dt_weight.reshape(K * dim, rank)
+    arg = _native.tensor_arg
+    params = _C.DirectionalScanInferParams(
+        dtype=_native.dtype_name(u.dtype), batch=batch, num_directions=K, dim=dim, length=length,
+        num_tokens=num_tokens, dstate=A.shape[1], dt_rank=rank, delta_softplus=delta_softplus, index=index.data_ptr(),
+        u=_rows(u, u.dim() == 3), delta=None if dt_weight is not None else _rows(delta, False),
+        dt=_rows(delta, False) if dt_weight is not None else None, B=_rows(B, False), C=_rows(C, False),
+        z=None if z is None else _rows(z, z.dim() == 3), u_by_token=not sequence_inputs,
+        delta_by_token=not sequence_inputs, dt_by_token=not sequence_inputs, B_by_token=not sequence_inputs,
+        C_by_token=not sequence_inputs, z_by_token=z is not None and (z.dim() == 3 or not sequence_inputs),
+        dt_weight=arg(w2), A=arg(A),
+        D=arg(D), delta_bias=arg(delta_bias), weights=arg(weights), out=arg(out),
+    )
+    return params, w2
+
+
 @torch.library.custom_op("localmamba::directional_scan_infer", mutates_args=())
 def _infer_op(
     u: torch.Tensor,
@@ -65,25 +91,13 @@ def _infer_op(
 ) -> torch.Tensor:
     from .. import _C
 
-    K, length = index.shape
+    K = index.shape[0]
     batch, dim = u.shape[0], u.shape[-1]
     out = u.new_empty(batch, K, num_tokens, dim)
     if batch == 0 or dim == 0:
         return out
-    rank = delta.shape[-1] if dt_weight is not None else 0
-    shared_u = u.dim() == 3
-    w2 = None if dt_weight is None else dt_weight.reshape(K * dim, rank)  # kept alive through the call
-    arg = _native.tensor_arg
-    params = _C.DirectionalScanInferParams(
-        dtype=_native.dtype_name(u.dtype), batch=batch, num_directions=K, dim=dim, length=length,
-        num_tokens=num_tokens, dstate=A.shape[1], dt_rank=rank, delta_softplus=delta_softplus, index=index.data_ptr(),
-        u=_rows(u, shared_u), delta=None if dt_weight is not None else _rows(delta, False),
-        dt=_rows(delta, False) if dt_weight is not None else None, B=_rows(B, False), C=_rows(C, False),
-        z=None if z is None else _rows(z, z.dim() == 3), u_by_token=not sequence_inputs,
-        delta_by_token=not sequence_inputs, dt_by_token=not sequence_inputs, B_by_token=not sequence_inputs,
-        C_by_token=not sequence_inputs, z_by_token=z is not None and z.dim() == 3, dt_weight=arg(w2), A=arg(A),
-        D=arg(D), delta_bias=arg(delta_bias), weights=arg(weights), out=arg(out),
-    )
+    params, _keep = infer_params(u, delta, dt_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens,
+                                 delta_softplus, sequence_inputs, out)
     _C.directional_scan_infer(params)
     return out
 
@@ -136,6 +150,16 @@ def directional_scan_channels_last(
     if not channels_last_scan_supported(u, delta, A, B, C, D, z, delta_bias, weights, dt_proj_weight):
         raise ValueError(_err("needs CPU float32 / float64 tensors of one dtype and no gradient "
                               "(use localmamba.ops.directional_selective_scan for training)"))
+    u, delta, B, C, z, index = checked_channels_last_args(u, delta, A, B, C, index, num_tokens, dt_proj_weight, D, z,
+                                                          delta_bias, weights, sequence_inputs)
+    return _infer_op(u, delta, dt_proj_weight, A, B, C, D, z, delta_bias, weights, index, num_tokens,
+                     delta_softplus, sequence_inputs)
+
+
+def checked_channels_last_args(u, delta, A, B, C, index, num_tokens, dt_proj_weight, D, z, delta_bias, weights,
+                               sequence_inputs):
+    """Shapes, dtypes and the index of a channels-last scan call (see directional_scan_channels_last);
+    returns u, delta, B, C, z with a unit last stride and the index contiguous."""
     if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2 or index.is_cuda:
         raise ValueError(_err("index must be a CPU int64 tensor (K, L)"))
     if sequence_inputs == (u.dim() == 3):
@@ -167,5 +191,4 @@ def directional_scan_channels_last(
                       if tuple(t.shape) != tuple(s)]
     if bad:
         raise ValueError(_err("; ".join(bad)))
-    return _infer_op(u, delta, dt_proj_weight, A, B, C, D, z, delta_bias, weights, index.contiguous(), num_tokens,
-                     delta_softplus, sequence_inputs)
+    return u, delta, B, C, z, index.contiguous()

@@ -1,0 +1,72 @@
+// Backward of the channels-last directional selective scan (training on the CPU).
+//
+// The forward is directional_scan_infer_cpu (directional_scan_infer.h): same params struct, same
+// row sets, same math. This is its gradient, written for the same layouts: SIMD lanes are
+// channels, the N states are N independent vector recurrences (no horizontal sum per step), and
+// nothing is saved by the forward -- the kernel re-runs the forward recurrence of its channels
+// (storing h_t and exp(delta_t A) for every step) and then runs the adjoint backwards in time.
+//
+// Gradients, per batch b, direction k, channel c (global d = k * dim + c), step t:
+//   du, ddelta, dz: rows (b, k, s) like the forward's u / delta / z rows (`by_token` says whether
+//     s is the token index[k, t] or the step t); every direction writes its own rows, so a u or z
+//     shared by the directions (direction stride 0 in the forward) needs per-direction gradient
+//     rows that the caller sums. Padding steps of by-token rows (index -1) are never written.
+//     ddelta is the gradient of the pre-activation delta (before the bias and softplus): with
+//     dt_rank > 0, of sum_r dt_weight[d, r] dt[b, k, s, r], so ddt and ddt_weight are its
+//     products with dt_weight and dt (GEMMs, done by the caller).
+//   dB, dC: rows (b, k, s) of dstate values, summed over the channels.
+//   dA (K * dim, N), dD (K * dim), ddelta_bias (K * dim): summed over batch and steps.
+// Weights (reduce / search weights) are not supported here (params.weights must be null).
+//
+// Work units are (batch, direction, segment of channels); a segment is a run of whole
+// kDirectionalScanInferBlock channel blocks, and the number of segments depends only on the
+// shapes (enough units for 16+ cores at batch 8). dB / dC are summed over a unit's channels in
+// registers-wide accumulators, then over the segments in a fixed order; dA / dD / ddelta_bias
+// per (batch, channel), then over the batch in a fixed order: results are bit-identical for
+// any thread count. The partial sums live in the caller's workspace (no allocation for them).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "localmamba/directional_scan_infer.h"
+
+namespace localmamba {
+
+// A writable row set: row (b, k, s) of `inner` contiguous values at
+// ptr + b * stride_batch + k * stride_direction + s * stride_step.
+struct ChannelsLastGradRows {
+  void* ptr = nullptr;
+  int64_t stride_batch = 0, stride_direction = 0, stride_step = 0;
+  bool by_token = true;
+};
+
+struct DirectionalScanTrainGrads {
+  ChannelsLastRows dout;                     // (B, K, num_tokens, dim) by token: the output's gradient
+  ChannelsLastGradRows du, ddelta, dB, dC, dz;  // du, ddelta, dB, dC required; dz when params.z is given
+  void* dA = nullptr;                        // (K * dim, dstate)
+  int64_t dA_stride_dim = 0, dA_stride_state = 0;
+  void* dD = nullptr;  // optional (K * dim,)
+  int64_t dD_stride = 0;
+  void* ddelta_bias = nullptr;  // optional (K * dim,)
+  int64_t ddelta_bias_stride = 0;
+  void* workspace = nullptr;  // directional_scan_train_workspace_bytes(params) bytes, 64-byte aligned
+  int64_t workspace_bytes = 0;
+};
+
+// Units aim at this many (batch * K * segments); more segments only where batch * K is smaller.
+constexpr int64_t kDirectionalScanTrainTargetUnits = 64;
+
+// Channel segments per (batch, direction): a function of the shapes only.
+int64_t directional_scan_train_segments(const DirectionalScanInferParams& params);
+// Work units of the backward: batch * K * segments.
+int64_t directional_scan_train_units(const DirectionalScanInferParams& params);
+// Bytes of the workspace the backward needs for its partial sums.
+int64_t directional_scan_train_workspace_bytes(const DirectionalScanInferParams& params);
+
+// Validates the forward params (check_directional_scan_infer_params) and the gradient fields.
+void check_directional_scan_train_grads(const DirectionalScanInferParams& params, const DirectionalScanTrainGrads& grads);
+
+void directional_scan_train_bwd_cpu(const DirectionalScanInferParams& params, const DirectionalScanTrainGrads& grads);
+
+}  // namespace localmamba

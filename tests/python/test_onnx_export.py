@@ -52,9 +52,7 @@ def _random_inputs(sequence_inputs: bool, with_z_by_token: bool):
     return (u, r(batch, K, steps, rank), A, r(batch, K, steps, n), r(batch, K, steps, n), table.index, T), args
 
 
-# (token order with a 4-D z is not among them: the kernel reads a 4-D z by step, the op's check
-# asks for H*W rows -- inconsistent, and no model passes it)
-@pytest.mark.parametrize("sequence_inputs,z_by_token", [(False, True), (True, True), (True, False)])
+@pytest.mark.parametrize("sequence_inputs,z_by_token", [(False, False), (False, True), (True, True), (True, False)])
 def test_decomposition_matches_inference_kernel(sequence_inputs, z_by_token):
     (u, dt, A, B, C, index, T), kw = _random_inputs(sequence_inputs, z_by_token)
     want = directional_scan_channels_last(u, dt, A, B, C, index, T, **kw)

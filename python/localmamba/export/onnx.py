@@ -88,7 +88,7 @@ def directional_scan_infer_decomposition(
     if D is not None:
         y = y + us * D.view(1, K, 1, dim)
     if z is not None:
-        zs = _shared_steps(z, index, valid) if z.dim() == 3 else z  # a 4-D z is read by step, as the kernel does
+        zs = _shared_steps(z, index, valid) if z.dim() == 3 else z if sequence_inputs else _own_steps(z, index, valid)
         y = y * F.silu(zs)
     if weights is not None:
         y = y * weights.view(1, K, 1, 1).to(y.dtype)

@@ -13,9 +13,11 @@ weights (speed does not depend on the values):
 * train step: forward + cross-entropy backward + AdamW step, model in train mode.
 
 The effective rate is the fvcore-convention FLOPs (multiply-adds) x 2 / time, x 3 for a
-training step, as a percentage of torch.mm's rate measured in this process just before the
-model (2048 x 2048 fp32, median of --gemm-repeat): the machine's honest ceiling. On a shared
-machine only ratios measured in one run mean anything; the GEMM rate is printed per model.
+training step, as a percentage of torch.mm's rate (2048 x 2048 fp32): the machine's honest
+ceiling. The GEMM is timed interleaved with the model -- before every timed batch, median of
+--gemm-repeat products -- and the percentage is the median of the per-batch ratios, so a load
+that changes during the run moves both sides of each ratio. On a shared machine only such
+ratios mean anything; the printed GEMM rate is the median of all GEMM samples of the model.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine_line, time_call  # noqa: E402
+from common import machine_line  # noqa: E402
 
 import localmamba  # noqa: E402
 from localmamba.models import create_model, get_model_cfg  # noqa: E402
@@ -37,25 +39,52 @@ from localmamba.models import create_model, get_model_cfg  # noqa: E402
 RELEASED = ["local_vim_tiny", "local_vim_tiny_middle_cls_token", "local_vim_small", "local_vssm_tiny", "local_vssm_small"]
 
 
-def gemm_gflops(n: int = 2048, repeat: int = 5) -> float:
-    """torch.mm's fp32 rate (GFLOP/s, 2 n^3 per product), median of `repeat` after one warm-up."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    samples = []
+class Gemm:
+    """torch.mm's fp32 rate (GFLOP/s, 2 n^3 per product) on fixed n x n operands."""
+
+    def __init__(self, n: int = 2048, repeat: int = 5):
+        self.n, self.repeat = n, repeat
+        self.a, self.b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(self.a, self.b)  # warm-up
+
+    def gflops(self) -> float:
+        """Median of `repeat` products, now."""
+        samples = []
+        for _ in range(self.repeat):
+            start = time.perf_counter()
+            torch.mm(self.a, self.b)
+            samples.append(time.perf_counter() - start)
+        return 2 * self.n ** 3 / statistics.median(samples) / 1e9
+
+
+def interleaved(fn, gemm: Gemm, work_gflop: float, warmup: int, repeat: int):
+    """Times fn `repeat` times after `warmup` calls, a GEMM rate sample before each timed call.
+    Returns (median seconds of fn, median of the per-call rate ratios, median GEMM GFLOP/s)."""
+    for _ in range(warmup):
+        fn()
+    seconds, ratios, rates = [], [], []
     for _ in range(repeat):
+        rate = gemm.gflops()
         start = time.perf_counter()
-        torch.mm(a, b)
-        samples.append(time.perf_counter() - start)
-    return 2 * n ** 3 / statistics.median(samples) / 1e9
+        fn()
+        elapsed = time.perf_counter() - start
+        seconds.append(elapsed)
+        rates.append(rate)
+        ratios.append(work_gflop / elapsed / rate)
+    return statistics.median(seconds), statistics.median(ratios), statistics.median(rates)
 
 
-def inference_seconds(model, x, warmup: int, repeat: int) -> float:
+def inference_call(model, x):
     model.eval()
-    with torch.inference_mode():
-        return time_call(lambda: model(x), warmup=warmup, repeat=repeat)["median_s"]
+
+    def call():
+        with torch.inference_mode():
+            model(x)
+
+    return call
 
 
-def train_step_seconds(model, x, warmup: int, repeat: int) -> float:
+def train_step_call(model, x):
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     target = torch.randint(0, 1000, (x.shape[0],))
@@ -65,7 +94,7 @@ def train_step_seconds(model, x, warmup: int, repeat: int) -> float:
         torch.nn.functional.cross_entropy(model(x), target).backward()
         opt.step()
 
-    return time_call(step, warmup=warmup, repeat=repeat)["median_s"]
+    return step
 
 
 def top_ops(model, x, rows: int = 10) -> str:
@@ -77,8 +106,6 @@ def top_ops(model, x, rows: int = 10) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-def percent(gflop: float, seconds: float, gemm: float) -> str:
-    return f"{100 * gflop / seconds / gemm:.1f}%"
 
 
 def main() -> None:
@@ -113,18 +140,19 @@ def main() -> None:
             torch.manual_seed(0)
             model = create_model(name, backend=args.backend)
             x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
-            gemm = gemm_gflops(repeat=args.gemm_repeat)
+            gemm = Gemm(repeat=args.gemm_repeat)
             work = 2 * honest.gflops * args.batch_size  # GFLOP of one batch (multiply-adds x 2)
-            t_inf = inference_seconds(model, x, args.warmup, args.repeat)
-            cells[:3] = [f"{gemm:.0f}", f"{args.batch_size / t_inf:.2f}", percent(work, t_inf, gemm)]
+            t_inf, r_inf, rate = interleaved(inference_call(model, x), gemm, work, args.warmup, args.repeat)
+            cells[:3] = [f"{rate:.0f}", f"{args.batch_size / t_inf:.2f}", f"{100 * r_inf:.1f}%"]
             if not args.no_train:
-                t_train = train_step_seconds(model, x, args.warmup, args.repeat)
-                cells[3:] = [f"{args.batch_size / t_train:.2f}", percent(3 * work, t_train, gemm)]
+                t_train, r_train, _ = interleaved(train_step_call(model, x), gemm, 3 * work, args.warmup, args.repeat)
+                cells[3:] = [f"{args.batch_size / t_train:.2f}", f"{100 * r_train:.1f}%"]
             if not args.no_ops:
                 breakdowns.append((name, top_ops(model, x)))
             del model
         print(f"| {name} | {honest.params / 1e6:.2f} M | {honest.gflops:.2f} G | {paper.gflops:.2f} G | "
               f"{'—' if top1 is None else f'{top1:.1f}%'} | {' | '.join(cells)} |", flush=True)
+    print(f"# load average at the end {os.getloadavg()[0]:.1f}")
     for name, table in breakdowns:
         print(f"\n## {name}: top self-time ops of one inference batch\n{table}", flush=True)
 

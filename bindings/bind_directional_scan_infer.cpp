@@ -72,6 +72,8 @@ void register_directional_scan_infer(py::module_& m) {
   def_tensor(cls, kOp, "delta_bias", &P::delta_bias, {&P::delta_bias_stride}, false);
   def_tensor(cls, kOp, "weights", &P::weights, {&P::weights_stride}, false);
   def_tensor(cls, kOp, "out", &P::out, {&P::out_stride_batch, &P::out_stride_direction, &P::out_stride_token}, true);
+  m.def("directional_scan_infer_units", &directional_scan_infer_units, py::arg("params"),
+        "Work units of a call: batch * K * ceil(dim / 16), shapes only.");
   m.def(
       "directional_scan_infer",
       [](const P& p) {

@@ -83,6 +83,27 @@ inline void store_lanes(S* dst, V v, int64_t count) {
   std::memcpy(dst, &v, static_cast<size_t>(count) * sizeof(S));
 }
 
+// load_lanes / store_lanes with a constant-size copy (one vector move) for whole vectors; the
+// variable-size copy only for a row's tail.
+template <typename V, typename S>
+inline V load_part(const S* src, int64_t count) {
+  if (count == static_cast<int64_t>(sizeof(V) / sizeof(S))) {
+    V v;
+    std::memcpy(&v, src, sizeof(V));
+    return v;
+  }
+  return load_lanes<V>(src, count);
+}
+
+template <typename V, typename S>
+inline void store_part(S* dst, V v, int64_t count) {
+  if (count == static_cast<int64_t>(sizeof(V) / sizeof(S))) {
+    std::memcpy(dst, &v, sizeof(V));
+  } else {
+    store_lanes(dst, v, count);
+  }
+}
+
 // Row s of an input set (null for s < 0, a padding step).
 template <typename S>
 inline const S* infer_row(const ChannelsLastRows& r, int64_t b, int64_t k, int64_t s) {
@@ -161,14 +182,14 @@ void infer_channels(const DirectionalScanInferParams& p, int64_t b, int64_t k, i
       const int64_t tok = idx[t0 + i];
       auto step = [&](const ChannelsLastRows& r) { return r.by_token ? tok : t0 + i; };
       const S* ur = infer_row<S>(p.u, b, k, step(p.u));
-      uu[i] = ur ? load_lanes<V>(ur + c0, cn) : V{};
+      uu[i] = ur ? load_part<V>(ur + c0, cn) : V{};
       V d = bias;
       if (R > 0) {
         const S* dt = infer_row<S>(p.dt, b, k, step(p.dt));
         if (dt)
           for (int64_t r = 0; r < R; ++r) d += w[r] * dt[r];
       } else if (const S* dr = infer_row<S>(p.delta, b, k, step(p.delta))) {
-        d += load_lanes<V>(dr + c0, cn);
+        d += load_part<V>(dr + c0, cn);
       }
       dl[i] = d;
       const S* br = infer_row<S>(p.B, b, k, step(p.B));
@@ -177,7 +198,7 @@ void infer_channels(const DirectionalScanInferParams& p, int64_t b, int64_t k, i
       crow[i] = cr ? cr : zeros;
       if (p.z.ptr) {
         const S* zr = infer_row<S>(p.z, b, k, step(p.z));
-        zz[i] = zr ? load_lanes<V>(zr + c0, cn) : V{};
+        zz[i] = zr ? load_part<V>(zr + c0, cn) : V{};
       }
     }
     constexpr int64_t lanes = static_cast<int64_t>(sizeof(V) / sizeof(S));
@@ -190,7 +211,7 @@ void infer_channels(const DirectionalScanInferParams& p, int64_t b, int64_t k, i
       if (tok < 0) continue;
       V y = yacc[i] + skip * uu[i];
       if (p.z.ptr) y *= zz[i] * zs[i];
-      store_lanes(out + tok * p.out_stride_token, y * w_k, cn);
+      store_part(out + tok * p.out_stride_token, y * w_k, cn);
     }
   }
 }

@@ -6,6 +6,7 @@
 #include "localmamba/directional_scan.h"
 #include "localmamba/directional_scan_infer.h"
 #include "localmamba/directional_scan_train.h"
+#include "localmamba/mixer_infer.h"
 #include "localmamba/selective_scan.h"
 
 namespace localmamba {
@@ -20,6 +21,9 @@ struct ScanCpuKernels {
   void (*dir_bwd)(const DirectionalScanParams&, const DirectionalScanGrads&);
   void (*dir_infer)(const DirectionalScanInferParams&);
   void (*dir_train_bwd)(const DirectionalScanInferParams&, const DirectionalScanTrainGrads&);
+  void (*scan_conv_infer)(const ScanConvInferParams&);
+  void (*gate_stats_infer)(const GateStatsInferParams&);
+  void (*gated_merge_infer)(const GatedMergeInferParams&);
 };
 
 namespace ss_baseline {

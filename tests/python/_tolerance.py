@@ -16,6 +16,8 @@ with (rtol, atol) taken from one of the tables below:
   against the release's outputs), "resume" (bit equality), "ddp" (weights after the same steps
   on one process and on two: the gradient all-reduce sums in another order every step).
 * ``GRADCHECK``: ``torch.autograd.gradcheck``'s finite-difference settings for the fp64 ops.
+* :func:`assert_close_to_sum`: a sum of ``terms`` contributions accumulated in fp32 and rounded
+  once to ``dtype``, against the exact (fp64) sum: |a - e| <= terms * eps32 * scale + ONE_ROUNDING[dtype] * |e|.
 """
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ RULES = {
 
 GRADCHECK = dict(eps=1e-6, atol=1e-7, rtol=1e-5)
 
+#: One rounding of an fp32 value to each dtype (relative).
+ONE_ROUNDING = {torch.float64: 1e-12, torch.float32: 2e-7, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
 
 def _check(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, what: str) -> None:
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
@@ -68,3 +73,16 @@ def assert_close_by_rule(actual: torch.Tensor, expected: torch.Tensor, rule: str
     """Two fp32 model outputs under a named rule (table RULES)."""
     rtol, atol = RULES[rule]
     _check(actual, expected, rtol, atol, f"{what or 'output'} [{rule}]")
+
+
+def assert_close_to_sum(actual: torch.Tensor, exact: torch.Tensor, dtype: torch.dtype, terms: int, scale: float,
+                        what: str = "sum") -> None:
+    """A ``terms``-term sum accumulated in fp32 (each term at most ``scale``) and rounded once to
+    ``dtype``, against the exact fp64 sum."""
+    accumulation = terms * torch.finfo(torch.float32).eps * scale
+    a, e = actual.detach().double().cpu(), exact.detach().double().cpu()
+    assert a.shape == e.shape, f"{what}: shape {tuple(a.shape)} != {tuple(e.shape)}"
+    err = (a - e).abs()
+    bad = err > accumulation + ONE_ROUNDING[dtype] * e.abs()
+    assert not bad.any(), (f"{what} ({dtype}): {int(bad.sum())}/{e.numel()} elements beyond {terms} fp32 additions "
+                           f"and one rounding; max err {err.max().item():.3e}")

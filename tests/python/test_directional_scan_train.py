@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _tolerance import assert_close
+from _tolerance import GRADCHECK, assert_close
 from localmamba import _C
 from localmamba.ops import middle_cls_index_table, reference, scan_index_table
 from localmamba.ops.directional_scan_train import directional_scan_channels_last_train
@@ -105,7 +105,7 @@ def test_gradcheck_float64_without_softplus():
     def fn(*args):
         return run_fast(dict(zip(NAMES, args)), index, T, seq, softplus=False)
 
-    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7, rtol=1e-5)
+    assert torch.autograd.gradcheck(fn, leaves, **GRADCHECK)
 
 
 def test_wide_channels_use_several_segments_and_match():

@@ -9,16 +9,18 @@ zero-padded at the end.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops import gather_sequences
+from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.directional_scan_train import channels_last_train_supported
+from ..ops.mixer_infer import gate_stats_channels_last, gated_merge_channels_last, scan_conv_channels_last
 from ..ops.backend import resolve_backend
-from .layers import MultiScan, SCAttn, canonical_directions
+from ..ops.scan_table import parsed_directions
+from .layers import MultiScan, SCAttn
 from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
                    directional_selective_scan, record_flops, selective_scan)
 
@@ -131,6 +133,41 @@ def _gated_sum(y: torch.Tensor, attn) -> torch.Tensor:
                            attn.channel_select.weight, attn.channel_select.bias, float(attn.norm.eps))
 
 
+class _DerivedParams:
+    """Tensors derived from parameters (stacked per-direction weights, -exp(A_log)) for the no-grad
+    fast paths, rebuilt only when a source parameter changed: the key is each source's address,
+    version counter (bumped by optimizer steps, ``load_state_dict``'s copy_, any in-place update),
+    dtype and device. Detached aliases of the sources are held, so no source storage is freed and its
+    address reused while the entry lives. Never saved (not a buffer) and dropped on copy / pickle."""
+
+    def __init__(self):
+        self._key = None
+        self._sources: List[torch.Tensor] = []
+        self._value = None
+
+    def get(self, sources: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
+        if key != self._key:
+            with torch.inference_mode(False), torch.no_grad():  # outlives the call: never an inference tensor
+                self._value = build()
+                self._sources = [p.detach() for p in sources]
+            self._key = key
+        return self._value
+
+    def __getstate__(self):
+        return {"_key": None, "_sources": [], "_value": None}
+
+    def __deepcopy__(self, memo):
+        return _DerivedParams()
+
+
+def _gate_from_stats(mean_xhat: torch.Tensor, attn: SCAttn) -> torch.Tensor:
+    """SCAttn's gate from mean_t of the un-affine LayerNorm (B, K, C): the affine commutes with the
+    token mean, so mean_t LayerNorm(y) = weight * mean_t(xhat) + bias."""
+    g = torch.addcmul(attn.norm.bias, mean_xhat, attn.norm.weight)
+    return attn.gate_fn(attn.channel_select(attn.act_fn(attn.global_reduce(g))))
+
+
 class _BackendMixin:
     backend: Optional[str]
 
@@ -169,7 +206,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        directions = canonical_directions(directions)
+        directions = parsed_directions(directions)  # parsed once; MultiScan keeps them as they are
         K = len(directions)
         self.d_model = d_model
         self.d_state = d_state
@@ -200,6 +237,7 @@ class MultiMamba(_BackendMixin, nn.Module):
             setattr(self, f"dt_proj_{i}", dt_proj)
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
         self.attn = SCAttn(d_inner)
+        self._infer_params = _DerivedParams()
 
     @property
     def directions(self) -> Tuple[str, ...]:
@@ -263,12 +301,56 @@ class MultiMamba(_BackendMixin, nn.Module):
         ys = self.attn(ys)
         return self.out_proj(self.multi_scan.merge(ys))
 
+    def _stacked_for_inference(self):
+        """The per-direction parameters stacked as the inference kernels read them, cached until a
+        parameter changes: conv (K, taps, Di) and bias (K, Di), x_proj transposed (K, Di, R+2N),
+        A = -exp(A_log) (K*Di, N), D, dt_proj weight (K, Di, R) and bias (K*Di)."""
+        K = self.num_directions
+        names = ("conv1d", "x_proj", "dt_proj")
+        sources = [getattr(self, f"A_log_{i}") for i in range(K)] + [getattr(self, f"D_{i}") for i in range(K)]
+        sources += [p for name in names for i in range(K) for p in getattr(self, f"{name}_{i}").parameters()]
+
+        def build():
+            conv_b = self._stacked_module("conv1d", "bias")
+            return (self._stacked_module("conv1d", "weight")[:, :, 0].transpose(1, 2).contiguous(), conv_b,
+                    self._stacked_module("x_proj", "weight").transpose(1, 2).contiguous(),
+                    -torch.exp(self._stacked("A_log")).reshape(K * self.d_inner, self.d_state),
+                    self._stacked("D").reshape(-1), self._stacked_module("dt_proj", "weight"),
+                    self._stacked_module("dt_proj", "bias").reshape(-1))
+
+        return self._infer_params.get(sources, build)
+
+    def _forward_inference(self, xz: torch.Tensor, table) -> torch.Tensor:
+        """forward for inference (CPU, no gradient): the causal conv + SiLU reads x straight from
+        in_proj's output through the index (no gathered copy) into direction-major rows, x_proj is one
+        batched GEMM over the directions, the scan reads z through the index, and SCAttn's gate and
+        the sum over directions are two passes over y (ops/mixer_infer.py)."""
+        B = xz.shape[0]
+        K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
+        index = table.index
+        L = index.shape[1]
+        conv_w, conv_b, x_proj_t, A, D, dt_w, dt_b = self._stacked_for_inference()
+        record_flops("causal_conv1d", B * K * Di * L * self.d_conv)
+        x = scan_conv_channels_last(xz[..., :Di], index, conv_w, conv_b)  # (B, K, L, Di), direction-major
+        x_dbl = torch.bmm(x.transpose(0, 1).reshape(K, B * L, Di), x_proj_t).view(K, B, L, R + 2 * N)
+        dt, Bs, Cs = torch.split(x_dbl.transpose(0, 1), [R, N, N], dim=-1)  # (B, K, L, .) views
+        ys = directional_scan_channels_last(
+            x, dt, A, Bs, Cs, index, table.num_tokens, dt_proj_weight=dt_w, D=D, z=xz[..., Di:], delta_bias=dt_b,
+            delta_softplus=True, sequence_inputs=True,
+        )  # (B, K, T, Di)
+        if self.multi_scan.search:
+            return self.out_proj(self.multi_scan.merge(self.attn(ys)))
+        gate = _gate_from_stats(gate_stats_channels_last(ys, self.attn.norm.eps), self.attn)
+        return self.out_proj(gated_merge_channels_last(ys, gate))
+
     def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
         """forward on the CPU (float32 / float64; inference and training): only x is gathered,
         channels-last (B, K, L, Di); the conv runs on contiguous channel rows, x_proj is one batched
         GEMM, and the scan reads z straight from in_proj's output through the index -- no
         (B, K, 2Di, L) gather. With gradients the scan is the channels-last op with its native
         backward (the CUDA path keeps the fused differentiable op)."""
+        if channels_last_scan_supported(xz, *self.parameters()):  # no gradient wanted
+            return self._forward_inference(xz, table)
         B, T, _ = xz.shape
         K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
         index = table.index
@@ -318,7 +400,7 @@ class SS2D(_BackendMixin, nn.Module):
         backend: Optional[str] = None,
     ):
         super().__init__()
-        directions = canonical_directions(directions)
+        directions = parsed_directions(directions)  # parsed once; MultiScan keeps them as they are
         K = len(directions)
         d_inner = int(ssm_ratio * d_model)
         self.d_model = d_model
@@ -349,6 +431,7 @@ class SS2D(_BackendMixin, nn.Module):
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.multi_scan = MultiScan(d_inner, directions, search=search, with_attn=True, eps=norm_eps)
+        self._infer_A = _DerivedParams()
 
     @property
     def directions(self) -> Tuple[str, ...]:
@@ -394,24 +477,45 @@ class SS2D(_BackendMixin, nn.Module):
         return self._backend() == "native" and channels_last_train_supported(
             x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds)
 
-    def _forward_core_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """forward_core on the CPU (inference and training): the tokens stay (B, HW, Di), x_proj is one GEMM over every
-        direction, and the scan reads u, dt, B, C in that layout (no transposed copies)."""
+    def _scan_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The K directions' scans on the CPU (inference and training): the tokens stay (B, HW, Di),
+        x_proj is one GEMM over every direction, and the scan reads u, dt, B, C in that layout (no
+        transposed copies). x: (B, Di, H, W) (channels_last in memory) -> y (B, K, HW, Di)."""
         B, Di, H, W = x.shape
         K, N, R = self.num_directions, self.d_state, self.dt_rank
         xs = x.permute(0, 2, 3, 1).reshape(B, H * W, Di)  # a view when x is channels_last in memory
         x_dbl = F.linear(xs, self.x_proj_weight.reshape(K * (R + 2 * N), Di)).view(B, H * W, K, R + 2 * N)
         dts, Bs, Cs = (t.transpose(1, 2) for t in torch.split(x_dbl, [R, N, N], dim=-1))  # (B, K, HW, .)
-        y = directional_scan_channels_last(
-            xs, dts, -torch.exp(self.A_logs), Bs, Cs, self.multi_scan.scan_table(H, W, xs.device).index, H * W,
+        if channels_last_scan_supported(self.A_logs):  # no gradient wanted: A cached per weight update
+            A = self._infer_A.get([self.A_logs], lambda: -torch.exp(self.A_logs))
+        else:
+            A = -torch.exp(self.A_logs)
+        return directional_scan_channels_last(
+            xs, dts, A, Bs, Cs, self.multi_scan.scan_table(H, W, xs.device).index, H * W,
             dt_proj_weight=self.dt_projs_weight, D=self.Ds, delta_bias=self.dt_projs_bias.reshape(-1),
             delta_softplus=True,
         )  # (B, K, HW, Di)
+
+    def _forward_core_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward_core on the CPU (inference and training), see _scan_channels_last."""
+        y = self._scan_channels_last(x)
         if self.multi_scan.search:
             y = self.multi_scan.merge(self.multi_scan.attn(y))
         else:
             y = _gated_sum(y, self.multi_scan.attn)
         return self.out_norm(y)
+
+    def _forward_fused(self, x: torch.Tensor, z: torch.Tensor, z_silu: bool) -> torch.Tensor:
+        """forward_core, the z gate included, for inference of a fixed architecture (CPU, no
+        gradient): after the scans, SCAttn's statistics are one pass over y and the gated sum,
+        out_norm and the z gate (silu(z) when ``z_silu``) a second, writing the (B, HW, Di) input
+        of out_proj (ops/mixer_infer.py)."""
+        B, Di, H, W = x.shape
+        y = self._scan_channels_last(x)
+        attn = self.multi_scan.attn
+        gate = _gate_from_stats(gate_stats_channels_last(y, attn.norm.eps), attn)
+        return gated_merge_channels_last(y, gate, self.out_norm.weight, self.out_norm.bias, self.out_norm.eps,
+                                         z=z.reshape(B, H * W, Di), z_silu=z_silu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, H, W, d_model) channels-last -> same shape."""
@@ -419,14 +523,20 @@ class SS2D(_BackendMixin, nn.Module):
         xz = self.in_proj(x)
         # inference keeps the tokens channels-last in memory end to end (see forward_core)
         fmt = torch.channels_last if self._channels_last_scan(xz) else torch.contiguous_format
+        fused = (fmt == torch.channels_last and not self.multi_scan.search and isinstance(self.act, nn.SiLU)
+                 and channels_last_scan_supported(xz, *self.parameters()))  # inference: no gradient wanted
         if self.d_conv > 1:
             x, z = xz.chunk(2, dim=-1)
-            z = self.act(z)
             x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)))
         else:
             xz = self.act(xz)
             x, z = xz.chunk(2, dim=-1)
             x = x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+        if fused:
+            y = self._forward_fused(x, z, z_silu=self.d_conv > 1).view(B, H, W, -1)
+            return self.dropout(self.out_proj(y))
+        if self.d_conv > 1:
+            z = self.act(z)
         y = self.forward_core(x).view(B, H, W, -1).to(z.dtype)
         return self.dropout(self.out_proj(y * z))
 

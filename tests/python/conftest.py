@@ -12,7 +12,8 @@ def cuda_available() -> bool:
 # Packages the suite needs (the `test` extra of pyproject.toml): missing ones stop the run with one
 # line saying what to install, instead of tests skipping themselves silently.
 REQUIRED_TEST_PACKAGES = {"sklearn": "scikit-learn", "timm": "timm", "torchvision": "torchvision",
-                          "hypothesis": "hypothesis", "pycocotools": "pycocotools"}
+                          "hypothesis": "hypothesis", "pycocotools": "pycocotools", "onnx": "onnx",
+                          "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"}
 
 
 def pytest_configure(config):

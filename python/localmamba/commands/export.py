@@ -1,12 +1,12 @@
 """`localmamba export`: write a model's inference graph as ONNX (for onnxruntime, TensorRT, ...) or
 as a torch.export program (.pt2), for a fixed input size.
 
-ONNX files hold standard ONNX operators only: the model is exported through its pure-PyTorch
-reference ops (the scan tables become Gather indices, the selective scan an unrolled recurrence),
-so no custom operator is needed at run time; the cost is a larger graph and a slower run than
-the native kernels (see the README's "Export and compile" section). The .pt2 program keeps the
-native kernels (localmamba's custom ops: load it where localmamba is installed).
-After writing, the file is run once (onnxruntime / torch.export.load) and compared with PyTorch.
+ONNX files hold standard ONNX operators only (opset 18): the model is captured on its inference
+path and localmamba's scan kernel is written as an ONNX Scan loop over the sequence (graph size
+independent of the sequence length; see localmamba.export.onnx), so no custom operator is needed
+at run time. The .pt2 program keeps the native kernels (localmamba's custom ops: load it where
+localmamba is installed). After writing, the file is run once (onnxruntime on CPU /
+torch.export.load) and its largest difference from PyTorch is printed.
 
     localmamba export local_vssm_test --format onnx --img-size 32 32 -o vssm.onnx
     localmamba export local_vim_tiny --checkpoint local_vim_tiny.ckpt --format pt2 --img-size 224 224 -o vim.pt2
@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-ONNX_OPSET = 18
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a model as ONNX or a torch.export program",
@@ -58,19 +55,16 @@ def _num_classes(ck, cfg) -> int:
 
 
 def export_onnx(model, example, path: Path) -> None:
-    """Standard-ONNX file of ``model``'s forward at ``example``'s shape (reference ops, dynamo exporter)."""
-    import torch
+    from ..export.onnx import export_onnx as write
 
-    model = model.eval().set_backend("reference")
-    with torch.no_grad():
-        torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=ONNX_OPSET,
-                          input_names=["image"], output_names=["logits"], external_data=False, verbose=False)
+    write(model, example, path)
 
 
 def export_pt2(model, example, path: Path) -> None:
     import torch
 
-    program = torch.export.export(model.eval(), (example,))
+    with torch.no_grad():  # the inference path: forward-only kernels
+        program = torch.export.export(model.eval(), (example,))
     torch.export.save(program, str(path))
 
 
@@ -80,7 +74,7 @@ def check_file(fmt: str, path: Path, model, example) -> float:
     import torch
 
     with torch.no_grad():
-        expected = model.eval().set_backend(None)(example)
+        expected = model.eval()(example)
     if fmt == "onnx":
         import onnxruntime
 

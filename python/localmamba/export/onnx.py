@@ -100,8 +100,16 @@ def directional_scan_infer_decomposition(
 def onnx_decompositions() -> Dict[torch._ops.OpOverload, Callable]:
     """The torch-op decomposition of every localmamba op an inference program may hold."""
     import localmamba.ops  # noqa: F401  (registers the ops)
+    from ..ops import mixer_infer
 
-    return {torch.ops.localmamba.directional_scan_infer.default: directional_scan_infer_decomposition}
+    ops = torch.ops.localmamba
+    return {
+        ops.directional_scan_infer.default: directional_scan_infer_decomposition,
+        # the mixers' fused inference passes: their PyTorch references are plain torch ops
+        ops.scan_conv_infer.default: mixer_infer.scan_conv_channels_last_reference,
+        ops.gate_stats_infer.default: mixer_infer.gate_stats_channels_last_reference,
+        ops.gated_merge_infer.default: mixer_infer.gated_merge_channels_last_reference,
+    }
 
 
 def _decomposed_program(model: torch.nn.Module, example: torch.Tensor) -> "torch.export.ExportedProgram":

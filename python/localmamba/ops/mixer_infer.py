@@ -106,7 +106,7 @@ def scan_conv_channels_last_reference(x, index, weight, bias=None, silu: bool = 
     taps = weight.shape[1]
     seq = x[:, index.clamp_min(0).reshape(-1)].view(B, K, L, D) * (index >= 0).to(x.dtype).view(1, K, L, 1)
     seq = F.pad(seq, (0, 0, taps - 1, 0))
-    out = torch.zeros(B, K, L, D, dtype=x.dtype) if bias is None else bias.view(1, K, 1, D).expand(B, K, L, D).clone()
+    out = x.new_zeros(B, K, L, D) if bias is None else bias.view(1, K, 1, D).expand(B, K, L, D).clone()
     for j in range(taps):
         out = out + weight[:, j].view(1, K, 1, D) * seq[:, :, j:j + L]
     return F.silu(out) if silu else out

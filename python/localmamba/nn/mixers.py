@@ -19,7 +19,7 @@ from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.directional_scan_train import channels_last_train_supported
 from ..ops.mixer_infer import gate_stats_channels_last, gated_merge_channels_last, scan_conv_channels_last
 from ..ops.backend import resolve_backend
-from ..ops.scan_table import parsed_directions
+from ..ops.scan_table import parsed_directions, tracing
 from .layers import MultiScan, SCAttn
 from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
                    directional_selective_scan, record_flops, selective_scan)
@@ -146,6 +146,8 @@ class _DerivedParams:
         self._value = None
 
     def get(self, sources: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
+        if tracing():  # torch.compile / export: parameters are graph inputs (no address); derive in the graph
+            return build()
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
         if key != self._key:
             with torch.inference_mode(False), torch.no_grad():  # outlives the call: never an inference tensor

@@ -74,6 +74,38 @@ void def_tensor(pybind11::class_<S>& cls, const char* op, const char* name, P S:
   cls.def_property(name, get, set);
 }
 
+// Field `name`: a channels-last row set `rows` (ptr, stride_batch, stride_direction, stride_step,
+// by_token) as a TensorArg with (batch, direction, step, inner) strides and unit inner stride, or
+// None; plus the bool field `<name>_by_token`.
+template <class S, class Rows>
+void def_rows(pybind11::class_<S>& cls, const char* op, const std::string& name, Rows S::*rows) {
+  using Ptr = decltype(Rows::ptr);
+  const std::string what = std::string(op) + ": " + name;
+  cls.def_property(
+      name.c_str(),
+      [rows](const S& s) -> std::optional<TensorArg> {
+        const Rows& r = s.*rows;
+        if (!r.ptr) return std::nullopt;
+        return TensorArg{reinterpret_cast<uintptr_t>(r.ptr), {r.stride_batch, r.stride_direction, r.stride_step, 1}};
+      },
+      [rows, what](S& s, const std::optional<TensorArg>& arg) {
+        Rows& r = s.*rows;
+        r.ptr = nullptr, r.stride_batch = r.stride_direction = r.stride_step = 0;
+        if (!arg) return;
+        if (arg->strides.size() != 4)
+          throw std::invalid_argument(what + " needs 4 strides, got " + std::to_string(arg->strides.size()));
+        if (arg->strides[3] != 1) {
+          throw std::invalid_argument(what + " must have stride 1 along its last dimension, got stride " +
+                                      std::to_string(arg->strides[3]));
+        }
+        r.ptr = reinterpret_cast<Ptr>(arg->ptr);
+        r.stride_batch = arg->strides[0], r.stride_direction = arg->strides[1], r.stride_step = arg->strides[2];
+      });
+  cls.def_property(
+      (name + "_by_token").c_str(), [rows](const S& s) { return (s.*rows).by_token; },
+      [rows](S& s, bool by_token) { (s.*rows).by_token = by_token; });
+}
+
 // Field `name`: a raw address (an int; 0 = none), e.g. a contiguous buffer or a CUDA stream.
 template <class S, class P>
 void def_address(pybind11::class_<S>& cls, const char* name, P S::*ptr) {

@@ -22,33 +22,6 @@ namespace {
 constexpr const char* kOp = "directional_scan_infer";
 using P = DirectionalScanInferParams;
 
-void def_rows(py::class_<P>& cls, const std::string& name, ChannelsLastRows P::*rows) {
-  const std::string what = std::string(kOp) + ": " + name;
-  cls.def_property(
-      name.c_str(),
-      [rows](const P& p) -> std::optional<TensorArg> {
-        const ChannelsLastRows& r = p.*rows;
-        if (!r.ptr) return std::nullopt;
-        return TensorArg{reinterpret_cast<uintptr_t>(r.ptr), {r.stride_batch, r.stride_direction, r.stride_step, 1}};
-      },
-      [rows, what](P& p, const std::optional<TensorArg>& arg) {
-        ChannelsLastRows& r = p.*rows;
-        r.ptr = nullptr, r.stride_batch = r.stride_direction = r.stride_step = 0;
-        if (!arg) return;
-        if (arg->strides.size() != 4)
-          throw std::invalid_argument(what + " needs 4 strides, got " + std::to_string(arg->strides.size()));
-        if (arg->strides[3] != 1) {
-          throw std::invalid_argument(what + " must have stride 1 along its last dimension, got stride " +
-                                      std::to_string(arg->strides[3]));
-        }
-        r.ptr = reinterpret_cast<const void*>(arg->ptr);
-        r.stride_batch = arg->strides[0], r.stride_direction = arg->strides[1], r.stride_step = arg->strides[2];
-      });
-  cls.def_property(
-      (name + "_by_token").c_str(), [rows](const P& p) { return (p.*rows).by_token; },
-      [rows](P& p, bool by_token) { (p.*rows).by_token = by_token; });
-}
-
 }  // namespace
 
 void register_directional_scan_infer(py::module_& m) {
@@ -60,12 +33,12 @@ void register_directional_scan_infer(py::module_& m) {
   cls.def_readwrite("dstate", &P::dstate).def_readwrite("dt_rank", &P::dt_rank);
   cls.def_readwrite("delta_softplus", &P::delta_softplus);
   def_address(cls, "index", &P::index);
-  def_rows(cls, "u", &P::u);
-  def_rows(cls, "delta", &P::delta);
-  def_rows(cls, "dt", &P::dt);
-  def_rows(cls, "B", &P::B);
-  def_rows(cls, "C", &P::C);
-  def_rows(cls, "z", &P::z);
+  def_rows(cls, kOp, "u", &P::u);
+  def_rows(cls, kOp, "delta", &P::delta);
+  def_rows(cls, kOp, "dt", &P::dt);
+  def_rows(cls, kOp, "B", &P::B);
+  def_rows(cls, kOp, "C", &P::C);
+  def_rows(cls, kOp, "z", &P::z);
   def_tensor(cls, kOp, "A", &P::A, {&P::A_stride_dim, &P::A_stride_state}, false);
   def_tensor(cls, kOp, "dt_weight", &P::dt_weight, {&P::dt_weight_stride_dim, &P::dt_weight_stride_rank}, false);
   def_tensor(cls, kOp, "D", &P::D, {&P::D_stride}, false);

@@ -23,45 +23,17 @@ namespace {
 constexpr const char* kOp = "directional_scan_train_bwd";
 using G = DirectionalScanTrainGrads;
 
-template <class Rows, class Ptr>
-void def_rows(py::class_<G>& cls, const std::string& name, Rows G::*rows) {
-  const std::string what = std::string(kOp) + ": " + name;
-  cls.def_property(
-      name.c_str(),
-      [rows](const G& g) -> std::optional<TensorArg> {
-        const Rows& r = g.*rows;
-        if (!r.ptr) return std::nullopt;
-        return TensorArg{reinterpret_cast<uintptr_t>(r.ptr), {r.stride_batch, r.stride_direction, r.stride_step, 1}};
-      },
-      [rows, what](G& g, const std::optional<TensorArg>& arg) {
-        Rows& r = g.*rows;
-        r.ptr = nullptr, r.stride_batch = r.stride_direction = r.stride_step = 0;
-        if (!arg) return;
-        if (arg->strides.size() != 4)
-          throw std::invalid_argument(what + " needs 4 strides, got " + std::to_string(arg->strides.size()));
-        if (arg->strides[3] != 1) {
-          throw std::invalid_argument(what + " must have stride 1 along its last dimension, got stride " +
-                                      std::to_string(arg->strides[3]));
-        }
-        r.ptr = reinterpret_cast<Ptr>(arg->ptr);
-        r.stride_batch = arg->strides[0], r.stride_direction = arg->strides[1], r.stride_step = arg->strides[2];
-      });
-  cls.def_property(
-      (name + "_by_token").c_str(), [rows](const G& g) { return (g.*rows).by_token; },
-      [rows](G& g, bool by_token) { (g.*rows).by_token = by_token; });
-}
-
 }  // namespace
 
 void register_directional_scan_train(py::module_& m) {
   auto cls = bind_params<G>(m, "DirectionalScanTrainGrads",
                             "Output gradient, gradient outputs and workspace of one channels-last scan backward.");
-  def_rows<ChannelsLastRows, const void*>(cls, "dout", &G::dout);
-  def_rows<ChannelsLastGradRows, void*>(cls, "du", &G::du);
-  def_rows<ChannelsLastGradRows, void*>(cls, "ddelta", &G::ddelta);
-  def_rows<ChannelsLastGradRows, void*>(cls, "dB", &G::dB);
-  def_rows<ChannelsLastGradRows, void*>(cls, "dC", &G::dC);
-  def_rows<ChannelsLastGradRows, void*>(cls, "dz", &G::dz);
+  def_rows(cls, kOp, "dout", &G::dout);
+  def_rows(cls, kOp, "du", &G::du);
+  def_rows(cls, kOp, "ddelta", &G::ddelta);
+  def_rows(cls, kOp, "dB", &G::dB);
+  def_rows(cls, kOp, "dC", &G::dC);
+  def_rows(cls, kOp, "dz", &G::dz);
   def_tensor(cls, kOp, "dA", &G::dA, {&G::dA_stride_dim, &G::dA_stride_state}, false);
   def_tensor(cls, kOp, "dD", &G::dD, {&G::dD_stride}, false);
   def_tensor(cls, kOp, "ddelta_bias", &G::ddelta_bias, {&G::ddelta_bias_stride}, false);

@@ -24,7 +24,8 @@ inline S* grad_row(const ChannelsLastGradRows& r, int64_t b, int64_t k, int64_t 
 template <typename S>
 struct TrainLaneBuffers {
   using V = typename VecOf<S>::type;
-  V *dl, *dsp, *uu, *dy, *gz, *ypre, *H, *DA;
+  V *dl, *dsp, *uu, *dlu, *dy, *gz, *ypre, *gs, *gd;
+  V *H, *DA;  // H: L + 1 rows of N states (row 0 = h_{-1} = 0, row t + 1 = h_t); DA: exp(delta_t A)
   const S **brow, **crow;
 };
 
@@ -34,7 +35,79 @@ template <typename S>
 size_t train_scratch_bytes(const DirectionalScanInferParams& p) {
   using V = typename VecOf<S>::type;
   const int64_t L = p.length, N = p.dstate;
-  return 6 * arena_bytes<V>(L) + 4 * arena_bytes<V>(L * N) + 2 * arena_bytes<const S*>(L);
+  return 9 * arena_bytes<V>(L) + arena_bytes<V>((L + 1) * N) + 3 * arena_bytes<V>(L * N) +
+         2 * arena_bytes<const S*>(L);
+}
+
+// Forward re-run of states [n0, n0 + NB) (registers): h_t and exp(delta_t A) stored for every
+// step, ypre[t] += sum_n C_n h_n.
+template <int NB, typename V, typename S>
+inline void train_fwd_block(const V* a2, int64_t n0, int64_t N, int64_t L, const V* dl, const V* dlu,
+                            const S* const* brow, const S* const* crow, V* H, V* DA, V* ypre) {
+  V hk[NB], ak[NB];
+  for (int k = 0; k < NB; ++k) hk[k] = V{}, ak[k] = a2[n0 + k];
+  for (int64_t t = 0; t < L; ++t) {
+    const V d = dl[t], x = dlu[t];
+    const S* bi = brow[t] + n0;
+    const S* ci = crow[t] + n0;
+    V* Ht = H + (t + 1) * N + n0;
+    V* DAt = DA + t * N + n0;
+    V acc = ypre[t];
+#pragma GCC unroll 16
+    for (int k = 0; k < NB; ++k) {
+      const V da = decay(ak[k] * d);
+      hk[k] = da * hk[k] + x * bi[k];
+      Ht[k] = hk[k];
+      DAt[k] = da;
+      acc += ci[k] * hk[k];
+    }
+    ypre[t] = acc;
+  }
+}
+
+// Adjoint of states [n0, n0 + NB) backwards in time (q_n = dL/dh_t and the dA sums in registers):
+// adds the (t, n) dB / dC terms into dBacc / dCacc, sum_n q_n B_n into gs[t] and the delta term
+// sum_n q_n A_n exp(delta_t A_n) h_{t-1,n} into gd[t]; writes the dA sums to dA_out[n0 + k].
+template <int NB, typename V, typename S>
+inline void train_adjoint_block(const V* a, int64_t n0, int64_t N, int64_t L, const V* dl, const V* dlu,
+                                const V* dy, const S* const* brow, const S* const* crow, const V* H, const V* DA,
+                                V* dBacc, V* dCacc, V* gs, V* gd, V* dA_out) {
+  V q[NB], acc[NB], ak[NB];
+  for (int k = 0; k < NB; ++k) q[k] = V{}, acc[k] = V{}, ak[k] = a[n0 + k];
+  for (int64_t t = L - 1; t >= 0; --t) {
+    const V d = dl[t], dyt = dy[t], x = dlu[t];
+    const S* bi = brow[t] + n0;
+    const S* ci = crow[t] + n0;
+    const V* Ht = H + (t + 1) * N + n0;
+    const V* Hp = H + t * N + n0;
+    const V* DAt = DA + t * N + n0;
+    V* dBt = dBacc + t * N + n0;
+    V* dCt = dCacc + t * N + n0;
+    V s = gs[t], e_sum = gd[t];
+#pragma GCC unroll 16
+    for (int k = 0; k < NB; ++k) {
+      const V qk = q[k] + ci[k] * dyt;
+      dCt[k] += dyt * Ht[k];
+      dBt[k] += qk * x;
+      s += qk * bi[k];
+      const V e = qk * Hp[k] * DAt[k];
+      e_sum += e * ak[k];
+      acc[k] += e * d;
+      q[k] = qk * DAt[k];
+    }
+    gs[t] = s;
+    gd[t] = e_sum;
+  }
+  for (int k = 0; k < NB; ++k) dA_out[n0 + k] = acc[k];
+}
+
+// Runs `block<NB>(n0)` over the N states in register blocks of 8, 4, then 1.
+template <typename F>
+inline void for_state_blocks(int64_t N, F&& block) {
+  int64_t n0 = 0;
+  for (; n0 + 8 <= N; n0 += 8) block(std::integral_constant<int, 8>{}, n0);
+  for (; n0 + 4 <= N; n0 += 4) block(std::integral_constant<int, 4>{}, n0);
+  for (; n0 < N; ++n0) block(std::integral_constant<int, 1>{}, n0);
 }
 
 // Gradient of one vector of channels [c0, c0 + cn) of direction k, batch b: re-runs the forward
@@ -49,14 +122,13 @@ void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalSc
   const int64_t N = p.dstate, R = p.dt_rank, L = p.length, d0 = k * p.dim + c0;
   const int64_t* idx = p.index + k * L;
   // a: A; a2: A scaled for the forward kernel's decay(), so the recomputed states are the forward's
-  V a[kSelectiveScanMaxDstate], a2[kSelectiveScanMaxDstate], h[kSelectiveScanMaxDstate], w[kDirectionalScanMaxDtRank];
+  V a[kSelectiveScanMaxDstate], a2[kSelectiveScanMaxDstate], w[kDirectionalScanMaxDtRank];
   for (int64_t n = 0; n < N; ++n) {
     S col[lanes] = {};
     for (int64_t j = 0; j < cn; ++j) col[j] = static_cast<const S*>(p.A)[(d0 + j) * p.A_stride_dim + n * p.A_stride_state];
     a[n] = load_lanes<V>(col, cn);
     for (int64_t j = 0; j < cn; ++j) col[j] *= kDecayScale<S>;
     a2[n] = load_lanes<V>(col, cn);
-    h[n] = V{};
   }
   for (int64_t r = 0; r < R; ++r) {
     S col[lanes] = {};
@@ -72,8 +144,8 @@ void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalSc
   const V bias = per_channel(p.delta_bias, p.delta_bias_stride);
   const V skip = per_channel(p.D, p.D_stride);
   alignas(64) static const S zeros[kSelectiveScanMaxDstate] = {};
-  V *dl = buf.dl, *dsp = buf.dsp, *uu = buf.uu, *dy = buf.dy, *gz = buf.gz, *ypre = buf.ypre;
-  V *H = buf.H, *DA = buf.DA;
+  V *dl = buf.dl, *dsp = buf.dsp, *uu = buf.uu, *dlu = buf.dlu, *dy = buf.dy, *gz = buf.gz, *ypre = buf.ypre;
+  V *gs = buf.gs, *gd = buf.gd, *H = buf.H, *DA = buf.DA;
 
   // Per-step inputs: delta (before softplus), u, z, the output gradient, the B / C rows.
   for (int64_t t = 0; t < L; ++t) {
@@ -117,53 +189,23 @@ void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalSc
     }
   }
 
-  // Forward recurrence (as the forward kernel computes it): h_t and exp(delta_t A) for every step, y
-  // before the gate.
-  for (int64_t t = 0; t < L; ++t) {
-    const V d = dl[t], x = d * uu[t];
-    const S* bi = buf.brow[t];
-    const S* ci = buf.crow[t];
-    V y = skip * uu[t];
-    V* Ht = H + t * N;
-    V* DAt = DA + t * N;
-    for (int64_t n = 0; n < N; ++n) {
-      const V da = decay(a2[n] * d);
-      h[n] = da * h[n] + x * bi[n];
-      Ht[n] = h[n];
-      DAt[n] = da;
-      y += ci[n] * h[n];
-    }
-    ypre[t] = y;
-  }
-
-  // Adjoint, backwards in time: q_n holds dL/dh_t (h[] is reused for it).
+  // Forward recurrence (as the forward kernel computes it), then the adjoint backwards in time.
+  for (int64_t t = 0; t < L; ++t) dlu[t] = dl[t] * uu[t], ypre[t] = skip * uu[t], gs[t] = gd[t] = V{};
+  for (int64_t n = 0; n < N; ++n) H[n] = V{};
+  for_state_blocks(N, [&](auto nb, int64_t n0) {
+    train_fwd_block<decltype(nb)::value>(a2, n0, N, L, dl, dlu, buf.brow, buf.crow, H, DA, ypre);
+  });
   V dA_acc[kSelectiveScanMaxDstate];
-  for (int64_t n = 0; n < N; ++n) h[n] = V{}, dA_acc[n] = V{};
+  for_state_blocks(N, [&](auto nb, int64_t n0) {
+    train_adjoint_block<decltype(nb)::value>(a, n0, N, L, dl, dlu, dy, buf.brow, buf.crow, H, DA, dBacc, dCacc, gs,
+                                             gd, dA_acc);
+  });
   V dD = V{}, dbias = V{};
-  for (int64_t t = L - 1; t >= 0; --t) {
+  for (int64_t t = 0; t < L; ++t) {
     const int64_t tok = idx[t];
-    const V d = dl[t], dyt = dy[t], x = d * uu[t];
-    const S* bi = buf.brow[t];
-    const S* ci = buf.crow[t];
-    const V* Ht = H + t * N;
-    const V* Hp = t > 0 ? H + (t - 1) * N : nullptr;
-    const V* DAt = DA + t * N;
-    V* dBt = dBacc + t * N;
-    V* dCt = dCacc + t * N;
-    V gs = V{}, gd = V{};
-    for (int64_t n = 0; n < N; ++n) {
-      const V q = h[n] + ci[n] * dyt;
-      dCt[n] += dyt * Ht[n];
-      dBt[n] += q * x;
-      gs += q * bi[n];
-      const V e = Hp ? q * Hp[n] * DAt[n] : V{};
-      gd += e * a[n];
-      dA_acc[n] += e * d;
-      h[n] = q * DAt[n];
-    }
-    const V du = d * gs + skip * dyt;
-    const V ddl = (gd + uu[t] * gs) * dsp[t];
-    dD += dyt * uu[t];
+    const V du = dl[t] * gs[t] + skip * dy[t];
+    const V ddl = (gd[t] + uu[t] * gs[t]) * dsp[t];
+    dD += dy[t] * uu[t];
     dbias += ddl;
     auto step = [&](const ChannelsLastGradRows& r) { return r.by_token ? tok : t; };
     if (S* row = grad_row<S>(g.du, b, k, step(g.du))) store_lanes(row + c0, du, cn);
@@ -200,9 +242,10 @@ void dir_train_bwd_kernel(const DirectionalScanInferParams& p, const Directional
     Scratch scratch(bytes);
     Arena arena{static_cast<char*>(scratch.ptr)};
     TrainLaneBuffers<S> buf;
-    buf.dl = arena.take<V>(L), buf.dsp = arena.take<V>(L), buf.uu = arena.take<V>(L);
+    buf.dl = arena.take<V>(L), buf.dsp = arena.take<V>(L), buf.uu = arena.take<V>(L), buf.dlu = arena.take<V>(L);
     buf.dy = arena.take<V>(L), buf.gz = arena.take<V>(L), buf.ypre = arena.take<V>(L);
-    buf.H = arena.take<V>(L * N), buf.DA = arena.take<V>(L * N);
+    buf.gs = arena.take<V>(L), buf.gd = arena.take<V>(L);
+    buf.H = arena.take<V>((L + 1) * N), buf.DA = arena.take<V>(L * N);
     V* dBacc = arena.take<V>(L * N);
     V* dCacc = arena.take<V>(L * N);
     buf.brow = arena.take<const S*>(L), buf.crow = arena.take<const S*>(L);

@@ -104,3 +104,16 @@ def test_train_refuses_bad_recipes(tmp_path, capsys):
     assert "did you mean 'optim.lr'" in capsys.readouterr().err
     assert main(["detect", "train", "-c", "segmentation/embedded_local_vssm"]) == 2
     assert "not a detection one" in capsys.readouterr().err
+
+
+def test_checkpoint_from_before_a_new_recipe_key_loads_with_its_default(detection_runs, tmp_path):
+    from localmamba.dense.config import DENSE_DEFAULTS
+    from localmamba.dense.engine import load_dense_checkpoint
+    from localmamba.train.checkpoint import atomic_torch_save, load_training_checkpoint
+
+    ckpt = load_training_checkpoint(detection_runs[0] / "straight" / "last.pt")
+    del ckpt["config"]["model"]["rpn_pre_nms_top_n_test"]  # as written before that key existed
+    atomic_torch_save(ckpt, tmp_path / "last.pt")
+    cfg, model, _ = load_dense_checkpoint(str(tmp_path / "last.pt"))
+    assert cfg["model"]["rpn_pre_nms_top_n_test"] == DENSE_DEFAULTS["model"]["rpn_pre_nms_top_n_test"]
+    assert model.rpn._pre_nms_top_n["testing"] == DENSE_DEFAULTS["model"]["rpn_pre_nms_top_n_test"]

@@ -200,3 +200,49 @@ def test_mixer_training_path_matches_the_fused_path(mixer_name, cls_index, monke
         results.append([("y", y.detach()), ("x", xl.grad)] + [(n, p.grad.clone()) for n, p in m.named_parameters()])
     for (name, a), (_, b) in zip(*results):
         assert_close(a, b, torch.float32, f"{mixer_name} {name}")
+
+
+def _padded_causal_conv(x, weight, bias):
+    """The zero-padded formulation (the reference of the channels-last conv)."""
+    L, taps = x.shape[2], weight.shape[-1]
+    xp = torch.nn.functional.pad(x, (0, 0, taps - 1, 0))
+    w = weight.permute(0, 2, 1).unsqueeze(1)
+    out = xp[:, :, 0:L] * w[:, :, 0] + (0 if bias is None else bias[:, None])
+    for k in range(1, taps):
+        out = out + xp[:, :, k:k + L] * w[:, :, k]
+    return out
+
+
+@pytest.mark.parametrize("length,with_bias", [(7, True), (2, True), (5, False)])
+def test_causal_conv_silu_matches_the_padded_conv(length, with_bias):
+    """The fused conv + SiLU (no padded copy, hand-written backward) against autograd through the padded
+    formulation: the conv alone bit for bit, everything within the float64 kernel tolerance, gradcheck."""
+    from localmamba.nn.scan import causal_depthwise_conv1d_channels_last
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, length, 5, generator=g, dtype=torch.float64)
+    weight = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    bias = torch.randn(3, 5, generator=g, dtype=torch.float64) if with_bias else None
+    with torch.no_grad():
+        conv = causal_depthwise_conv1d_channels_last(x, weight, bias)
+        padded = torch.nn.functional.pad(x, (0, 0, 3, 0))
+        w = weight.permute(0, 2, 1).unsqueeze(1)
+        expected = padded[:, :, 0:length] * w[:, :, 0] if bias is None else torch.addcmul(
+            bias[:, None], padded[:, :, 0:length], w[:, :, 0])
+        for k in range(1, 4):
+            expected.addcmul_(padded[:, :, k:k + length], w[:, :, k])
+        assert torch.equal(conv, expected)  # the same multiply-adds in the same order
+    leaves = [t.clone().requires_grad_() for t in (x, weight, bias) if t is not None]
+
+    def fused(*args):
+        return causal_depthwise_conv1d_channels_last(args[0], args[1], args[2] if with_bias else None, silu=True)
+
+    dy = torch.randn(2, 3, length, 5, generator=g, dtype=torch.float64)
+    fused(*leaves).backward(dy)
+    got = [t.grad for t in leaves]
+    ref_leaves = [t.detach().clone().requires_grad_() for t in leaves]
+    torch.nn.functional.silu(_padded_causal_conv(ref_leaves[0], ref_leaves[1],
+                                                 ref_leaves[2] if with_bias else None)).backward(dy)
+    for a, r, name in zip(got, ref_leaves, ("dx", "dweight", "dbias")):
+        assert_close(a, r.grad, torch.float64, name)
+    assert torch.autograd.gradcheck(fused, [t.detach().clone().requires_grad_() for t in leaves])

@@ -20,7 +20,7 @@ LAYERS = {
     "ops": 1,
     "nn": 2,
     "models": 3,
-    "data": 4, "search": 4, "visualize": 4, "profiling": 4,
+    "data": 4, "search": 4, "visualize": 4, "profiling": 4, "export": 4,
     "train": 5,
     "dense": 6,
     "commands": 7, "cli": 7, "__main__": 7, "__init__": 7,

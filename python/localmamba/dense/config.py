@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from ..train.config import CONFIG_DIR, ConfigError, deep_merge, parse_override, read_yaml, resolve_config_path
 
-__all__ = ["DENSE_DEFAULTS", "load_dense_config", "validate_dense_config", "list_dense_configs", "TASKS"]
+__all__ = ["DENSE_DEFAULTS", "load_dense_config", "with_dense_defaults", "validate_dense_config", "list_dense_configs", "TASKS"]
 
 TASKS = ("detection", "segmentation")
 
@@ -261,6 +261,12 @@ def load_dense_config(config: Optional[Union[str, os.PathLike, Mapping[str, Any]
         _check_keys(update, DENSE_DEFAULTS)
         deep_merge(cfg, update)
     return validate_dense_config(cfg) if validate else cfg
+
+
+def with_dense_defaults(saved: Mapping[str, Any]) -> Dict[str, Any]:
+    """A checkpoint's saved recipe over today's defaults: keys added since it was written get
+    their default (which is what that run used, defaults being the old behaviour)."""
+    return deep_merge(copy.deepcopy(DENSE_DEFAULTS), saved)
 
 
 def list_dense_configs(task: str) -> List[str]:

@@ -23,6 +23,7 @@ from ..train.config import ConfigError, dump_config
 from ..train.evaluation import autocast_context
 from ..train.metrics import MetricsWriter, plot_curves, read_metrics
 from .builders import build_dense_datasets, build_dense_model, build_dense_optimizer, build_dense_scheduler
+from .config import with_dense_defaults
 from .datasets import SeededBatchSampler, collate_detection, collate_segmentation
 from .evaluation import SegmentationMeter, coco_evaluate, detections_to_coco, slide_logits
 
@@ -131,7 +132,7 @@ def _resume_config(cfg, resume: str):
     ckpt = load_training_checkpoint(resume)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{resume!r} is not a localmamba detect/segment training checkpoint")
-    saved = ckpt["config"]
+    saved = with_dense_defaults(ckpt["config"])
     saved["log"] = cfg["log"]
     saved["output"]["dir"] = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
     for key in ("stop_after_steps", "device", "threads"):
@@ -315,7 +316,7 @@ def load_dense_checkpoint(path: str):
     ckpt = load_training_checkpoint(path)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path!r} is not a localmamba detect/segment checkpoint")
-    cfg, info = ckpt["config"], ckpt["info"]
+    cfg, info = with_dense_defaults(ckpt["config"]), ckpt["info"]
     cfg["model"]["pretrained"] = None
     model = build_dense_model(cfg, cfg["model"]["num_classes"], log=lambda *a: None)
     model.load_state_dict(ckpt["model"])

@@ -361,7 +361,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         if L > table.num_tokens:  # every direction visits each token once: the rest are padding steps
             x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)  # padding steps read zeros
         conv_b = self._stacked_module("conv1d", "bias")
-        x = F.silu(causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b))
+        x = causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b, silu=True)
         x_dbl = torch.matmul(x, self._stacked_module("x_proj", "weight").transpose(1, 2).unsqueeze(0))  # (B, K, L, R+2N)
         dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=-1)
         ys = directional_scan_channels_last(

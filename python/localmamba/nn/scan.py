@@ -212,17 +212,62 @@ def directional_scan_channels_last(u: torch.Tensor, delta: torch.Tensor, A: torc
     return _op(u, delta, A, B, C, index, num_tokens, **kwargs)
 
 
+def _causal_conv_no_pad(x: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """out[t] = ((bias + x[t-taps+1] w_0) + x[t-taps+2] w_1) + ... + x[t] w_{taps-1}, taps in that order
+    (the rounding of a zero-padded convolution), without the padded copy. w: (K, 1, taps, C)."""
+    L, taps = x.shape[2], w.shape[2]
+    out = torch.zeros_like(x) if bias is None else bias[:, None].expand_as(x).clone()
+    for k in range(taps):
+        shift = taps - 1 - k  # out[t] += x[t - shift] w_k
+        if shift < L:
+            out[:, :, shift:].addcmul_(x[:, :, :L - shift], w[:, :, k])
+    return out
+
+
+class _CausalConvSiLU(torch.autograd.Function):
+    """silu(causal depthwise conv) on channels-last sequences with a hand-written backward: no padded
+    copy and no per-tap autograd nodes (one silu_backward, taps multiply-adds for dx, taps products
+    summed for dw)."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias):
+        pre = _causal_conv_no_pad(x, w, bias)
+        ctx.save_for_backward(x, w, pre)
+        ctx.has_bias = bias is not None
+        return torch.nn.functional.silu(pre)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, pre = ctx.saved_tensors
+        L, taps = x.shape[2], w.shape[2]
+        head = taps - 1
+        dpre = torch.ops.aten.silu_backward(dy.contiguous(), pre)
+        dx = dpre * w[:, :, head]
+        dw = w.new_empty(w.shape)  # (K, 1, taps, C)
+        for k in range(taps):
+            shift = head - k
+            if shift >= L:
+                dw[:, 0, k] = 0
+                continue
+            if k != head:
+                dx[:, :, :L - shift].addcmul_(dpre[:, :, shift:], w[:, :, k])
+            dw[:, 0, k] = (dpre[:, :, shift:] * x[:, :, :L - shift]).sum((0, 2))
+        db = dpre.sum((0, 2)) if ctx.has_bias else None
+        return dx, dw, db
+
+
 def causal_depthwise_conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor,
-                                          bias: Optional[torch.Tensor]) -> torch.Tensor:
+                                          bias: Optional[torch.Tensor], silu: bool = False) -> torch.Tensor:
     """:func:`causal_depthwise_conv1d` on channels-last sequences: x (B, K, L, C), weight (K, C, taps),
-    bias (K, C) or None -> (B, K, L, C); each multiply-add runs over contiguous channel rows."""
+    bias (K, C) or None -> (B, K, L, C); each multiply-add runs over contiguous channel rows, with no
+    padded copy. ``silu=True`` applies SiLU, fused with the conv in one autograd node."""
     batch, K, L, C = x.shape
     taps = weight.shape[-1]
     record_flops("causal_conv1d", batch * K * C * L * taps)
-    xp = torch.nn.functional.pad(x, (0, 0, taps - 1, 0))
     w = weight.to(x.dtype).permute(0, 2, 1).unsqueeze(1)  # (K, 1, taps, C)
-    first = xp[:, :, 0:L]
-    out = first * w[:, :, 0] if bias is None else torch.addcmul(bias.to(x.dtype)[:, None], first, w[:, :, 0])
-    for k in range(1, taps):
-        out.addcmul_(xp[:, :, k:k + L], w[:, :, k])
-    return out
+    b = None if bias is None else bias.to(x.dtype)
+    if not silu:
+        return _causal_conv_no_pad(x, w, b)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, b)):
+        return _CausalConvSiLU.apply(x, w, b)
+    return torch.nn.functional.silu(_causal_conv_no_pad(x, w, b))

@@ -13,7 +13,8 @@ def cuda_available() -> bool:
 # line saying what to install, instead of tests skipping themselves silently.
 REQUIRED_TEST_PACKAGES = {"sklearn": "scikit-learn", "timm": "timm", "torchvision": "torchvision",
                           "hypothesis": "hypothesis", "pycocotools": "pycocotools", "onnx": "onnx",
-                          "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"}
+                          "onnxruntime": "onnxruntime", "onnxscript": "onnxscript",
+                          "segmentation_models_pytorch": "segmentation-models-pytorch"}
 
 
 def pytest_configure(config):

@@ -97,7 +97,7 @@ def test_timm_pretrained_and_features_only(tmp_path):
 
 
 def test_segmentation_models_pytorch_tu_encoder():
-    smp = pytest.importorskip("segmentation_models_pytorch")
+    import segmentation_models_pytorch as smp  # the test extra installs it (conftest checks)
     model = smp.Unet("tu-local_vssm_test", encoder_weights=None, classes=3).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))

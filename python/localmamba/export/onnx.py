@@ -1,11 +1,13 @@
 """ONNX export with standard operators only: localmamba's custom ops written as ONNX ``Scan`` loops.
 
 A model is first captured with ``torch.export`` on its inference path (``torch.no_grad``: the
-forward-only ``localmamba::directional_scan_infer`` kernel); that op is then decomposed into
-torch ops whose recurrence is ``torch.scan`` (a higher-order op the ONNX exporter writes as one
+forward-only kernels); ``localmamba::directional_scan_infer`` is then decomposed into torch ops
+whose recurrence is ``torch.scan`` (a higher-order op the ONNX exporter writes as one
 ONNX ``Scan`` node), so the graph size does not depend on the sequence length. Everything around
 the recurrence (the gathers through the scan table, the delta projection, softplus, the D skip,
-the z gate, the scatter back to token order) is vectorised over all steps and directions.
+the z gate, the scatter back to token order) is vectorised over all steps and directions. The
+mixers' other inference kernels (scan-order conv, gate statistics, gated merge) decompose into
+their PyTorch references.
 
 Any other localmamba op left in the program has no translation, and the export fails naming it
 (never a silent fallback).
@@ -98,14 +100,15 @@ def directional_scan_infer_decomposition(
 
 
 def onnx_decompositions() -> Dict[torch._ops.OpOverload, Callable]:
-    """The torch-op decomposition of every localmamba op an inference program may hold."""
+    """The torch-op decomposition of every localmamba op an inference program may hold (the
+    mixers' other inference kernels decompose into their PyTorch references, which share the
+    ops' signatures)."""
     import localmamba.ops  # noqa: F401  (registers the ops)
     from ..ops import mixer_infer
 
     ops = torch.ops.localmamba
     return {
         ops.directional_scan_infer.default: directional_scan_infer_decomposition,
-        # the mixers' fused inference passes: their PyTorch references are plain torch ops
         ops.scan_conv_infer.default: mixer_infer.scan_conv_channels_last_reference,
         ops.gate_stats_infer.default: mixer_infer.gate_stats_channels_last_reference,
         ops.gated_merge_infer.default: mixer_infer.gated_merge_channels_last_reference,

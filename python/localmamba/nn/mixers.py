@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.directional_scan_train import channels_last_train_supported
 from ..ops.mixer_infer import gate_stats_channels_last, gated_merge_channels_last, scan_conv_channels_last
-from ..ops.scan_table import tracing
 from ..ops.backend import resolve_backend
-from ..ops.scan_table import parsed_directions
+from ..ops.scan_table import parsed_directions, tracing
 from .layers import MultiScan, SCAttn
 from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
                    directional_selective_scan, record_flops, selective_scan)
@@ -147,7 +146,7 @@ class _DerivedParams:
         self._value = None
 
     def get(self, sources: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
-        if tracing():  # torch.compile / export: the derived tensors are ops in the graph, no cache
+        if tracing():  # torch.compile / export: parameters are graph inputs (no address); derive in the graph
             return build()
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
         if key != self._key:

@@ -7,28 +7,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _channels_last_inputs import random_channels_last_inputs
 from _tolerance import assert_close
 
 from localmamba.ops import (directional_scan_channels_last, directional_selective_scan, middle_cls_index_table,
                             reference, scan_index_table)
 
+
 def make(index, num_tokens, dtype, *, seq, rank, batch=2, dim=19, dstate=5, gen=0):
-    g = torch.Generator().manual_seed(gen)
-    K, L = index.shape
-    steps = L if seq else num_tokens
-
-    def r(*shape, scale=1.0, shift=0.0):
-        return (shift + scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
-
-    return {
-        "u": r(batch, K, L, dim) if seq else r(batch, num_tokens, dim),
-        "delta": r(batch, K, steps, rank or dim, scale=0.4, shift=0.1),
-        "A": -(0.05 + 0.5 * torch.rand(K * dim, dstate, generator=g, dtype=torch.float64)).to(dtype),
-        "B": r(batch, K, steps, dstate), "C": r(batch, K, steps, dstate),
-        "D": r(K * dim), "delta_bias": r(K * dim, scale=0.3), "z": r(batch, num_tokens, dim),
-        "weights": r(K, scale=0.2, shift=1.0),
-        "dt_proj_weight": r(K, dim, rank, scale=0.5) if rank else None,
-    }
+    """The shared random inputs (z read through the index) plus per-direction merge weights."""
+    i = random_channels_last_inputs(index, num_tokens, dtype, seq=seq, rank=rank, batch=batch, dim=dim, dstate=dstate,
+                                    gen=gen)
+    g = torch.Generator().manual_seed(gen + 1)
+    i["weights"] = (1.0 + 0.2 * torch.randn(index.shape[0], generator=g, dtype=torch.float64)).to(dtype)
+    return i
 
 
 def reference_blc(i, index, num_tokens, seq):

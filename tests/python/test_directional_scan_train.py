@@ -10,32 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _channels_last_inputs import random_channels_last_inputs as make
 from _tolerance import GRADCHECK, assert_close
 from localmamba import _C
 from localmamba.ops import middle_cls_index_table, reference, scan_index_table
 from localmamba.ops.directional_scan_train import directional_scan_channels_last_train
 
 NAMES = ("u", "delta", "dt_proj_weight", "A", "B", "C", "D", "z", "delta_bias")
-
-
-def make(index, num_tokens, dtype, *, seq, rank, z_shared, batch=2, dim=19, dstate=5, gen=0):
-    """Random non-zero inputs in the channels-last layouts (odd sizes by default)."""
-    g = torch.Generator().manual_seed(gen)
-    K, L = index.shape
-    steps = L if seq else num_tokens
-
-    def r(*shape, scale=1.0, shift=0.0):
-        return (shift + scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
-
-    return {
-        "u": r(batch, K, L, dim) if seq else r(batch, num_tokens, dim),
-        "delta": r(batch, K, steps, rank or dim, scale=0.4, shift=0.1),
-        "dt_proj_weight": r(K, dim, rank, scale=0.5) if rank else None,
-        "A": -(0.05 + 0.5 * torch.rand(K * dim, dstate, generator=g, dtype=torch.float64)).to(dtype),
-        "B": r(batch, K, steps, dstate), "C": r(batch, K, steps, dstate),
-        "D": r(K * dim), "z": r(batch, num_tokens, dim) if z_shared else r(batch, K, steps, dim),
-        "delta_bias": r(K * dim, scale=0.3),
-    }
 
 
 def run_fast(i, index, T, seq, softplus=True):

@@ -22,6 +22,7 @@ from ..train.checkpoint import (atomic_save_safetensors, atomic_torch_save, atom
 from ..train.config import ConfigError, dump_config
 from ..train.evaluation import autocast_context
 from ..train.metrics import MetricsWriter, plot_curves, read_metrics
+from ..train.modeling import unwrap_model
 from .builders import build_dense_datasets, build_dense_model, build_dense_optimizer, build_dense_scheduler
 from .config import with_dense_defaults
 from .datasets import SeededBatchSampler, collate_detection, collate_segmentation
@@ -30,10 +31,6 @@ from .evaluation import SegmentationMeter, coco_evaluate, detections_to_coco, sl
 __all__ = ["run_dense_training", "evaluate_dense", "load_dense_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "localmamba-dense/1"
-
-
-def _unwrap(model):
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def _to_device_targets(targets: List[Dict[str, Any]], device) -> List[Dict[str, Any]]:
@@ -64,7 +61,7 @@ def _train_losses(model, batch, task: str, device) -> Dict[str, torch.Tensor]:
 def evaluate_dense(model, dataset, cfg: Dict[str, Any], device, info: Dict[str, Any],
                    progress: bool = False) -> Dict[str, Any]:
     """COCO box / mask AP (detection) or mIoU / mAcc / aAcc (segmentation) on ``dataset``."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     was_training = model.training
     model.eval()
     amp = cfg["train"]["amp"]

@@ -126,8 +126,8 @@ def test_segmentation_class_weight_scales_each_pixel_by_its_label():
     model = build_upernet("local_vssm_test", 3, channels=8, aux_channels=8, class_weight=[0.0, 0.0, 1.0])
     x = torch.randn(2, 3, 32, 32)
     only_bg = torch.zeros(2, 32, 32, dtype=torch.long)
-    assert all(float(v) == 0.0 for v in model(x, only_bg).values())
-    assert all(float(v) > 0.0 for v in model(x, only_bg + 2).values())
+    assert all(v.item() == 0.0 for v in model(x, only_bg).values())
+    assert all(v.item() > 0.0 for v in model(x, only_bg + 2).values())
     with pytest.raises(ValueError, match="class_weight"):
         build_upernet("local_vssm_test", 3, channels=8, aux_channels=8, class_weight=[1.0, 1.0])
     with pytest.raises(ConfigError, match="model.class_weight"):

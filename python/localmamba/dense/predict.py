@@ -68,7 +68,7 @@ def predict_segmentation(model, image_path, out_path, class_names: Sequence[str]
     h, w = image.shape[:2]
     d = cfg["data"]
     rh, rw = rescale_keep_ratio(h, w, d["scale"])
-    resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BILINEAR))
+    resized = np.array(Image.fromarray(image).resize((rw, rh), Image.BILINEAR))  # a writable copy for from_numpy
     x = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)
     x = ((x - torch.tensor(d["mean"]).view(3, 1, 1)) / torch.tensor(d["std"]).view(3, 1, 1)).unsqueeze(0).to(device)
     model.eval()

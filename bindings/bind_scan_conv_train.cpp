@@ -21,14 +21,15 @@ void register_scan_conv_train(py::module_& m) {
   def_tensor(cls, op, "dbias", &G::dbias, {&G::dbias_stride_direction}, true);
   def_address(cls, "workspace", &G::workspace);
   cls.def_readwrite("workspace_bytes", &G::workspace_bytes);
-  m.def("scan_conv_train_workspace_bytes", [](const ScanConvInferParams& p) { return scan_conv_train_workspace(p).bytes; },
-        py::arg("params"), "Bytes of the (64-byte aligned) workspace scan_conv_train_bwd needs for these params.");
+  m.def("scan_conv_train_workspace_bytes", &scan_conv_train_workspace_bytes, py::arg("params"),
+        "Bytes of the (64-byte aligned) workspace scan_conv_train_bwd needs for these params.");
   m.def(
       "scan_conv_train_units",
       [](const ScanConvInferParams& p) {
-        return py::make_tuple(scan_conv_infer_units(p), scan_conv_train_dx_units(p), scan_conv_train_reduce_units(p));
+        return py::make_tuple(scan_conv_train_units(p), scan_conv_train_reduce_units(p),
+                              scan_conv_train_segment_channels(p));
       },
-      py::arg("params"), "Work units of the backward's three passes (steps, tokens, reduction): shapes only.");
+      py::arg("params"), "(units of the main pass, units of the reduction, channels per segment): shapes only.");
   m.def(
       op,
       [](const ScanConvInferParams& p, const G& g) {

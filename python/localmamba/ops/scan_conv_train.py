@@ -3,10 +3,11 @@ direction, read straight through the index, with a backward (CPU training).
 
 The forward is the inference kernel ``scan_conv_infer`` (ops/mixer_infer.py, unchanged): no gathered
 copy of the tokens. The backward is the native ``scan_conv_train_bwd``
-(cpp/include/localmamba/scan_conv_train.h): it recomputes pre = bias + conv per step (cheaper than
-saving it: the forward would have to write a second (B, K, L, D) tensor), scatters dx back to the
-token rows -- per token, directions in order, taps in order -- and sums dweight / dbias over batch and
-steps from per-unit partials in a fixed order, so results do not depend on the thread count.
+(cpp/include/localmamba/scan_conv_train.h), one pass per (batch, channel segment): it recomputes
+pre = bias + conv per step (cheaper than saving it: the forward would write a second (B, K, L, D)
+tensor and the backward read it), adds each step's share of dx straight into the token's row
+(directions in order, then steps), and sums dweight / dbias from per-(batch, direction) partials in a
+fixed order, so results do not depend on the thread count.
 
 Values: the conv + bias equals ``nn.scan._causal_conv_no_pad`` bit for bit (same multiply-adds, same
 order); the SiLU uses the kernels' own exp, so u differs from ``torch.nn.functional.silu`` by about one
@@ -125,11 +126,6 @@ def _check_index(index: torch.Tensor, num_tokens: int) -> None:
     if index.numel() and (int(index.min()) < -1 or int(index.max()) >= num_tokens):
         _fail(f"index values must be in [-1, {num_tokens}) (x has {num_tokens} tokens), got "
               f"[{int(index.min())}, {int(index.max())}]")
-    valid = index >= 0
-    visits = torch.zeros(index.shape[0], num_tokens + 1, dtype=torch.int64)
-    visits.scatter_add_(1, torch.where(valid, index, num_tokens), valid.to(torch.int64))
-    if int(visits[:, :num_tokens].max()) > 1:
-        _fail("every direction must read each token at most once (a row of index repeats a token)")
 
 
 def scan_conv_channels_last_train(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor,
@@ -140,7 +136,7 @@ def scan_conv_channels_last_train(x: torch.Tensor, index: torch.Tensor, weight: 
 
     x: (B, T, D) token rows, channels contiguous (any other strides: e.g. ``xz[..., :D]`` of in_proj's
     (B, T, 2D) output, read in place); index: (K, L) CPU int64, -1 = padding step (reads zeros, as do
-    steps before the start), each direction reading each token at most once; weight: (K, taps, D),
+    steps before the start; a token may be read by any number of steps); weight: (K, taps, D),
     1 <= taps <= 16; bias: (K, D) or None. With ``out_direction_major`` the result is a (B, K, L, D)
     view of (K, B, L, D) memory (each direction's steps one matrix for the next projection), else
     contiguous (B, K, L, D). CPU, float32 / float64, one dtype (``scan_conv_train_supported``).

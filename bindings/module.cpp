@@ -62,6 +62,7 @@ py::dict build_info() {
 #endif
   d["cuda_status"] = cuda_status();
   d["num_threads"] = get_num_threads();
+  d["thread_pool"] = thread_pool_kind();
   return d;
 }
 

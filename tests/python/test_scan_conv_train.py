@@ -199,6 +199,41 @@ def test_opcheck():
     for bias in (b, None):
         for major in (True, False):
             torch.library.opcheck(_fwd_op, (x, index, w, bias, True, major))
+    torch.library.opcheck(_fwd_op, (x._base, index, w, b, True, True))  # x_prefix: the whole wider rows
     dout = torch.randn(3, 2, index.shape[1], 37)
     torch.library.opcheck(_bwd_op, (x.detach(), index, w.detach(), b.detach(), True, dout),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_x_prefix_reads_the_first_channels_and_gives_a_full_width_gradient(dtype):
+    """x_prefix=True with in_proj's whole (B, T, 2D + 3) rows: the same values and weight / bias gradients
+    as the (B, T, D) slice, and x's gradient is the slice's in the first D channels, zeros after."""
+    index = scan_index_table(("h", "w2_flip", "v"), 3, 5)
+    g = torch.Generator().manual_seed(9)
+    xz = torch.randn(2, 15, 2 * 37 + 3, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    w = torch.randn(3, 4, 37, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    b = torch.randn(3, 37, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    dy = torch.randn(2, 3, index.shape[1], 37, generator=g, dtype=torch.float64).to(dtype)
+    full, full_grads = grads(lambda *a: scan_conv_channels_last_train(a[0], index, a[1], a[2], x_prefix=True),
+                             (xz, w, b), dy)
+    sliced, sliced_grads = grads(lambda *a: scan_conv_channels_last_train(a[0][..., :37], index, a[1], a[2]),
+                                 (xz, w, b), dy)
+    assert torch.equal(full, sliced)
+    for a, e in zip(full_grads, sliced_grads):
+        assert torch.equal(a, e)
+    assert torch.equal(full_grads[0][..., 37:], torch.zeros_like(full_grads[0][..., 37:]))
+    with pytest.raises(ValueError, match="weight must be"):
+        scan_conv_channels_last_train(xz, index, w, b)  # without x_prefix the channels must match
+    with pytest.raises(ValueError, match="fewer than"):
+        scan_conv_channels_last_train(xz[..., :30], index, w, b, x_prefix=True)
+
+
+def test_x_prefix_gradcheck_float64():
+    index = scan_index_table(("h", "v_flip"), 2, 3)
+    g = torch.Generator().manual_seed(4)
+    xz = torch.randn(2, 6, 11, generator=g, dtype=torch.float64).requires_grad_()
+    w = torch.randn(2, 3, 5, generator=g, dtype=torch.float64).requires_grad_()
+    b = torch.randn(2, 5, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda *a: scan_conv_channels_last_train(*a[:1], index, *a[1:], x_prefix=True),
+                                   (xz, w, b), **GRADCHECK)

@@ -119,6 +119,29 @@ def test_forward_is_the_inference_kernel():
         assert torch.equal(scan_conv_channels_last_train(x, index, w, b, out_direction_major=major), expected)
 
 
+def test_conv_equals_the_module_path_bit_for_bit():
+    """Without SiLU the op equals the gather + causal_depthwise_conv1d_channels_last path the mixer used,
+    bit for bit where both fuse each multiply-add into one FMA (kernels at AVX2 / AVX-512, torch's
+    vectorised addcmul); otherwise, and with SiLU (the kernels' exp is not torch's), under the KERNEL
+    rule."""
+    from localmamba.nn.scan import causal_depthwise_conv1d_channels_last
+
+    index = scan_index_table(("h", "v_flip", "w2", "w3_flip"), 5, 7)  # w3 pads: padding steps read zeros
+    x, w, b = inputs(torch.float32, index, 35, 4)
+    K, L = index.shape
+    both_fma = _C.selective_scan_cpu_isa() != "baseline" and torch.backends.cpu.get_cpu_capability() in (
+        "AVX2", "AVX512")
+    with torch.no_grad():
+        gathered = x[:, index.clamp_min(0).reshape(-1)].view(3, K, L, 37) * (index >= 0).float().view(1, K, L, 1)
+        for silu in (False, True):
+            module = causal_depthwise_conv1d_channels_last(gathered, w.transpose(1, 2), b, silu=silu)
+            fused = scan_conv_channels_last_train(x, index, w, b, silu=silu)
+            if silu or not both_fma:
+                assert_close(fused, module, torch.float32, f"conv (silu={silu}) against the module path")
+            else:
+                assert torch.equal(fused, module)
+
+
 def test_results_do_not_depend_on_the_thread_count():
     index = random_index(4, 70, 61, torch.Generator().manual_seed(5))
     x, w, b = inputs(torch.float32, index, 61, 4, batch=5)

@@ -9,9 +9,11 @@ tensor and the backward read it), adds each step's share of dx straight into the
 (directions in order, then steps), and sums dweight / dbias from per-(batch, direction) partials in a
 fixed order, so results do not depend on the thread count.
 
-Values: the conv + bias equals ``nn.scan._causal_conv_no_pad`` bit for bit (same multiply-adds, same
-order); the SiLU uses the kernels' own exp, so u differs from ``torch.nn.functional.silu`` by about one
-rounding in a few elements. Gradients differ from autograd through the old path by summation order.
+Values: the conv + bias equals ``nn.scan._causal_conv_no_pad`` bit for bit where both fuse each
+multiply-add into one FMA (kernels at AVX2 / AVX-512 and torch's vectorised addcmul; same order); the
+SiLU uses the kernels' own exp, so u differs from ``torch.nn.functional.silu`` by about one rounding in
+a few elements (digits shape: 0.4 % of them, at most 4.8e-7). Gradients differ from autograd through the
+old path by summation order.
 
 Supported: CPU tensors of one dtype, float32 or float64 (``scan_conv_train_supported``); the CUDA path
 keeps the differentiable composition. The reference is

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.directional_scan_train import channels_last_train_supported
 from ..ops.mixer_infer import gate_stats_channels_last, gated_merge_channels_last, scan_conv_channels_last
+from ..ops.scan_conv_train import scan_conv_channels_last_train
 from ..ops.backend import resolve_backend
 from ..ops.scan_table import parsed_directions, tracing
 from .layers import MultiScan, SCAttn
-from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
+from .scan import (causal_depthwise_conv1d, directional_scan_channels_last,
                    directional_selective_scan, record_flops, selective_scan)
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
@@ -346,33 +347,30 @@ class MultiMamba(_BackendMixin, nn.Module):
         return self.out_proj(gated_merge_channels_last(ys, gate))
 
     def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
-        """forward on the CPU (float32 / float64; inference and training): only x is gathered,
-        channels-last (B, K, L, Di); the conv runs on contiguous channel rows, x_proj is one batched
-        GEMM, and the scan reads z straight from in_proj's output through the index -- no
-        (B, K, 2Di, L) gather. With gradients the scan is the channels-last op with its native
-        backward (the CUDA path keeps the fused differentiable op)."""
+        """forward on the CPU (float32 / float64; inference and training). With gradients: the
+        causal conv + SiLU reads x straight from in_proj's output through the index into
+        direction-major rows (native backward, ops/scan_conv_train.py), x_proj is one GEMM per
+        direction, and the scan (native backward) reads z through the index -- no gathered copy of
+        x or z. The CUDA path keeps the fused differentiable op."""
         if channels_last_scan_supported(xz, *self.parameters()):  # no gradient wanted
             return self._forward_inference(xz, table)
-        B, T, _ = xz.shape
+        B = xz.shape[0]
         K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
         index = table.index
         L = index.shape[1]
-        x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
-        if L > table.num_tokens:  # every direction visits each token once: the rest are padding steps
-            x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)  # padding steps read zeros
-        conv_b = self._stacked_module("conv1d", "bias")
-        x = causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b, silu=True)
-        x_dbl = torch.matmul(x, self._stacked_module("x_proj", "weight").transpose(1, 2).unsqueeze(0))  # (B, K, L, R+2N)
-        dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=-1)
+        conv_w = self._stacked_module("conv1d", "weight")[:, :, 0].transpose(1, 2)  # (K, taps, Di)
+        record_flops("causal_conv1d", B * K * Di * L * self.d_conv)
+        x = scan_conv_channels_last_train(xz[..., :Di], index, conv_w, self._stacked_module("conv1d", "bias"))
+        x_proj_t = self._stacked_module("x_proj", "weight").transpose(1, 2)  # (K, Di, R+2N)
+        x_dbl = torch.bmm(x.transpose(0, 1).reshape(K, B * L, Di), x_proj_t).view(K, B, L, R + 2 * N)
+        dt, Bs, Cs = torch.split(x_dbl.transpose(0, 1), [R, N, N], dim=-1)  # (B, K, L, .) views
         ys = directional_scan_channels_last(
             x, dt, -torch.exp(self._stacked("A_log")).reshape(K * Di, N), Bs, Cs, index, table.num_tokens,
             dt_proj_weight=self._stacked_module("dt_proj", "weight"), D=self._stacked("D").reshape(K * Di),
             z=xz[..., Di:], delta_bias=self._stacked_module("dt_proj", "bias").reshape(K * Di),
             delta_softplus=True, sequence_inputs=True,
         )  # (B, K, T, Di)
-        if self.multi_scan.search:
-            return self.out_proj(self.multi_scan.merge(self.attn(ys)))
-        return self.out_proj(_gated_sum(ys, self.attn))
+        return self.out_proj(self.multi_scan.merge(self.attn(ys)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"

@@ -25,6 +25,7 @@ void register_directional_scan(py::module_& m);  // bind_directional_scan.cpp
 void register_directional_scan_infer(py::module_& m);  // bind_directional_scan_infer.cpp
 void register_directional_scan_train(py::module_& m);  // bind_directional_scan_train.cpp
 void register_mixer_infer(py::module_& m);  // bind_mixer_infer.cpp
+void register_scan_conv_train(py::module_& m);  // bind_scan_conv_train.cpp
 
 namespace {
 
@@ -61,6 +62,7 @@ py::dict build_info() {
 #endif
   d["cuda_status"] = cuda_status();
   d["num_threads"] = get_num_threads();
+  d["thread_pool"] = thread_pool_kind();
   return d;
 }
 
@@ -151,4 +153,5 @@ PYBIND11_MODULE(_C, m) {
   register_directional_scan_infer(m);
   register_directional_scan_train(m);
   register_mixer_infer(m);
+  register_scan_conv_train(m);
 }

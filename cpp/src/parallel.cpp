@@ -9,6 +9,14 @@
 #include <new>
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
+#include <unistd.h>
+#endif
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstring>
+#include <string>
 #endif
 #include <stdexcept>
 #include <thread>
@@ -171,6 +179,112 @@ ThreadPool& pool() {
   return *current;
 }
 
+// ---- running on the process's OpenMP team -----------------------------------------------------
+//
+// PyTorch's CPU ops run on an OpenMP team, and after each parallel region its workers spin for a
+// while waiting for the next one. A second pool of our own then shares the cores with spinning
+// threads: on 2 cores the scan kernels ran ~1.5x slower inside a training step than alone. So when
+// the process has already loaded an OpenMP runtime (libgomp, or a runtime with its GOMP entry
+// points), parallel_for runs its blocks on that runtime's team through GOMP_parallel -- the ABI
+// GCC emits for `#pragma omp parallel` -- found with dlsym; the project neither links nor includes
+// OpenMP. Without a loaded runtime (C++ tests, other hosts), in a forked child (the runtime's team
+// does not survive fork), or with LOCALMAMBA_THREAD_POOL=own, the own pool runs them. The block
+// split is the same either way, so results do not change.
+class OpenMpTeam {
+ public:
+  using ParallelFn = void (*)(void (*)(void*), void*, unsigned, unsigned);
+  using IntFn = int (*)();
+
+  ParallelFn parallel = nullptr;
+  IntFn in_parallel = nullptr;
+
+  // Runs task(b) for b in [0, num_blocks) on up to `threads` team threads.
+  void run(int64_t num_blocks, int threads, const std::function<void(int64_t)>& task) const {
+    Job job{&task, num_blocks};
+    parallel(&OpenMpTeam::body, &job, static_cast<unsigned>(threads), 0);
+    if (job.error) std::rethrow_exception(job.error);
+  }
+
+ private:
+  struct Job {
+    const std::function<void(int64_t)>* task;
+    int64_t num_blocks;
+    std::atomic<int64_t> next{0};
+    std::mutex error_mutex;
+    std::exception_ptr error;
+    Job(const std::function<void(int64_t)>* t, int64_t n) : task(t), num_blocks(n) {}
+  };
+
+  // Each team thread takes blocks until none is left (the team may be smaller than asked for).
+  static void body(void* data) {
+    Job& job = *static_cast<Job*>(data);
+    const bool was_inside = tls_inside_parallel_region;
+    tls_inside_parallel_region = true;
+    for (int64_t b = job.next.fetch_add(1); b < job.num_blocks; b = job.next.fetch_add(1)) {
+      try {
+        (*job.task)(b);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(job.error_mutex);
+        if (!job.error) job.error = std::current_exception();
+      }
+    }
+    tls_inside_parallel_region = was_inside;
+  }
+};
+
+#if defined(__linux__)
+// The first loaded shared object whose file name starts with one of the OpenMP runtimes' names.
+int find_openmp_runtime(struct dl_phdr_info* info, size_t, void* out) {
+  const char* path = info->dlpi_name;
+  if (!path || !*path) return 0;
+  const char* base = std::strrchr(path, '/');
+  base = base ? base + 1 : path;
+  for (const char* name : {"libgomp", "libiomp5", "libomp"}) {
+    if (std::strncmp(base, name, std::strlen(name)) == 0) {
+      *static_cast<std::string*>(out) = path;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+OpenMpTeam load_openmp_team() {
+  OpenMpTeam team;
+  const char* mode = std::getenv("LOCALMAMBA_THREAD_POOL");
+  if (mode && std::strcmp(mode, "own") == 0) return team;
+  std::string path;
+  dl_iterate_phdr(find_openmp_runtime, &path);
+  if (path.empty()) return team;
+  void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);  // already loaded: no new library
+  if (!handle) return team;
+  auto parallel = reinterpret_cast<OpenMpTeam::ParallelFn>(dlsym(handle, "GOMP_parallel"));
+  auto in_parallel = reinterpret_cast<OpenMpTeam::IntFn>(dlsym(handle, "omp_in_parallel"));
+  if (parallel && in_parallel) team.parallel = parallel, team.in_parallel = in_parallel;
+  return team;
+}
+#else
+OpenMpTeam load_openmp_team() { return OpenMpTeam{}; }
+#endif
+
+std::once_flag g_team_once;
+OpenMpTeam g_team;
+#if defined(__unix__) || defined(__APPLE__)
+const pid_t g_team_pid = getpid();  // the team is only used by the process that found it
+#endif
+
+// The process's OpenMP team, or null when parallel_for runs on the own pool. Called from inside an
+// OpenMP region (e.g. from a PyTorch op's worker), the own pool's rules apply: nesting stays serial
+// there, and GOMP would run a nested region on one thread anyway.
+const OpenMpTeam* shared_openmp_team() {
+  std::call_once(g_team_once, [] { g_team = load_openmp_team(); });
+  if (!g_team.parallel) return nullptr;
+#if defined(__unix__) || defined(__APPLE__)
+  if (getpid() != g_team_pid) return nullptr;
+#endif
+  if (g_team.in_parallel()) return nullptr;
+  return &g_team;
+}
+
 }  // namespace
 
 int get_num_threads() { return pool().num_threads(); }
@@ -196,11 +310,18 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     return;
   }
   const int64_t block = (n + num_blocks - 1) / num_blocks;
-  pool().run(num_blocks, [&](int64_t b) {
+  const std::function<void(int64_t)> task = [&](int64_t b) {
     const int64_t begin = b * block;
     const int64_t end = std::min(n, begin + block);
     if (begin < end) fn(begin, end);
-  });
+  };
+  if (const OpenMpTeam* team = shared_openmp_team()) {
+    team->run(num_blocks, threads, task);
+  } else {
+    pool().run(num_blocks, task);
+  }
 }
+
+const char* thread_pool_kind() { return shared_openmp_team() ? "openmp-shared" : "own"; }
 
 }  // namespace localmamba

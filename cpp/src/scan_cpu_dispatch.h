@@ -7,6 +7,7 @@
 #include "localmamba/directional_scan_infer.h"
 #include "localmamba/directional_scan_train.h"
 #include "localmamba/mixer_infer.h"
+#include "localmamba/scan_conv_train.h"
 #include "localmamba/selective_scan.h"
 
 namespace localmamba {
@@ -24,6 +25,7 @@ struct ScanCpuKernels {
   void (*scan_conv_infer)(const ScanConvInferParams&);
   void (*gate_stats_infer)(const GateStatsInferParams&);
   void (*gated_merge_infer)(const GatedMergeInferParams&);
+  void (*scan_conv_train_bwd)(const ScanConvInferParams&, const ScanConvTrainGrads&);
 };
 
 namespace ss_baseline {

@@ -18,4 +18,9 @@ void set_num_threads(int num_threads);
 // on the thread count. Exceptions thrown by fn are rethrown in the caller.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// Where parallel_for's blocks run: "openmp-shared" (the team of an OpenMP runtime the process had
+// already loaded, e.g. PyTorch's, so the two never compete for cores) or "own" (this library's pool;
+// also forced by LOCALMAMBA_THREAD_POOL=own). The same blocks either way.
+const char* thread_pool_kind();
+
 }  // namespace localmamba

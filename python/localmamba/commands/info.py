@@ -40,7 +40,7 @@ def run(args) -> int:
         print(f"localmamba {info['version']}")
         print(f"  compiler        {info['compiler']}")
         print(f"  SIMD            compiled {info['simd_compiled']}, this CPU {info['simd_runtime']}")
-        print(f"  CPU threads     {info['num_threads']}")
+        print(f"  CPU threads     {info['num_threads']} ({info['thread_pool']} pool)")
         cuda = f"compiled for sm {info['cuda_architectures']}" if info["cuda_compiled"] else "not compiled"
         print(f"  CUDA            {cuda}; {info['cuda_status']}")
         print(f"  torch           {torch.__version__}")

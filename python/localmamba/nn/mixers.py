@@ -370,7 +370,9 @@ class MultiMamba(_BackendMixin, nn.Module):
             z=xz[..., Di:], delta_bias=self._stacked_module("dt_proj", "bias").reshape(K * Di),
             delta_softplus=True, sequence_inputs=True,
         )  # (B, K, T, Di)
-        return self.out_proj(self.multi_scan.merge(self.attn(ys)))
+        if self.multi_scan.search:
+            return self.out_proj(self.multi_scan.merge(self.attn(ys)))
+        return self.out_proj(_gated_sum(ys, self.attn))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"

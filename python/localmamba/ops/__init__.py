@@ -8,6 +8,7 @@ from .directional_scan_infer import channels_last_scan_supported, directional_sc
 from .directional_scan import directional_selective_scan, gather_sequences, middle_cls_index_table, scan_index_table
 from .directions import PLAIN_DIRECTIONS, SEARCH_CANDIDATES, parse_direction, parse_directions, scan_length
 from .local_scan import LAYOUTS, local_reverse, local_scan, scan_order
+from .scan_conv_train import scan_conv_channels_last_train, scan_conv_train_supported
 from .selective_scan import selective_scan
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "scan_index_table",
     "scan_length",
     "scan_order",
+    "scan_conv_channels_last_train",
+    "scan_conv_train_supported",
     "selective_scan",
     "set_backend",
     "use_backend",

@@ -1,0 +1,69 @@
+"""LocalVim's conv step in training, forward + backward: the gather + causal_depthwise_conv1d_channels_last
+path (nn/scan.py) against the fused op ops.scan_conv_train.scan_conv_channels_last_train, interleaved in
+one process (timings on shared machines are noisy: read the ratio), at 1 and 2 threads.
+
+    python bench/scan_conv_train.py [--batch 64] [--dim 96] [--grid 8 8] [--taps 4] [--reps 30]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from localmamba import _C
+from localmamba.nn.scan import causal_depthwise_conv1d_channels_last
+from localmamba.ops import scan_index_table
+from localmamba.ops.scan_conv_train import scan_conv_channels_last_train
+
+DIRECTIONS = ("h", "v_flip", "w2", "w2_flip")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--dim", type=int, default=96)
+    ap.add_argument("--grid", type=int, nargs=2, default=(8, 8))
+    ap.add_argument("--taps", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=30)
+    args = ap.parse_args()
+    index = scan_index_table(DIRECTIONS, *args.grid)
+    K, L = index.shape
+    T, Di, B = args.grid[0] * args.grid[1], args.dim, args.batch
+    g = torch.Generator().manual_seed(0)
+    xz = torch.randn(B, T, 2 * Di, generator=g).requires_grad_()
+    w = (0.5 * torch.randn(K, Di, args.taps, generator=g)).requires_grad_()  # MultiMamba's stacked conv weight
+    b = torch.randn(K, Di, generator=g).requires_grad_()
+    dy = torch.randn(B, K, L, Di, generator=g)
+
+    def old():
+        x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
+        if L > T:
+            x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)
+        u = causal_depthwise_conv1d_channels_last(x, w, b, silu=True)
+        torch.autograd.backward(u, dy)
+
+    def new():
+        u = scan_conv_channels_last_train(xz[..., :Di], index, w.transpose(1, 2), b)
+        torch.autograd.backward(u, dy)
+
+    print(f"B={B} K={K} L={L} T={T} Di={Di} taps={args.taps} float32, forward + backward, median of {args.reps}")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        _C.set_num_threads(threads)
+        times = {"old": [], "new": []}
+        for fn in (old, new, old, new):  # warm-up
+            fn()
+        for _ in range(args.reps):
+            for name, fn in (("old", old), ("new", new)):
+                xz.grad = w.grad = b.grad = None
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        o, n = statistics.median(times["old"]) * 1e3, statistics.median(times["new"]) * 1e3
+        print(f"threads={threads}: old {o:.2f} ms, new {n:.2f} ms, old/new {o / n:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

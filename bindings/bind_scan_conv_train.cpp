@@ -17,6 +17,7 @@ void register_scan_conv_train(py::module_& m) {
   auto cls = bind_params<G>(m, "ScanConvTrainGrads", "Output gradient, gradient outputs and workspace of one scan_conv backward.");
   def_tensor(cls, op, "dout", &G::dout, {&G::dout_stride_batch, &G::dout_stride_direction, &G::dout_stride_step}, true);
   def_tensor(cls, op, "dx", &G::dx, {&G::dx_stride_batch, &G::dx_stride_token}, true);
+  cls.def_readwrite("dx_channels", &G::dx_channels);
   def_tensor(cls, op, "dweight", &G::dweight, {&G::dweight_stride_direction, &G::dweight_stride_tap}, true);
   def_tensor(cls, op, "dbias", &G::dbias, {&G::dbias_stride_direction}, true);
   def_address(cls, "workspace", &G::workspace);

@@ -51,6 +51,8 @@ void check_scan_conv_train_grads(const ScanConvInferParams& p, const ScanConvTra
   if (g.dbias && !p.bias) fail("dbias needs params.bias");
   if (p.batch == 0) return;  // dweight and dbias are zeros; nothing else is read or written
   if (!g.dout || !g.dx) fail("dout and dx must not be null");
+  if (g.dx_channels != 0 && g.dx_channels < p.dim)
+    fail("dx_channels must be 0 or >= dim = " + str(p.dim) + ", got " + str(g.dx_channels));
   const int64_t need = scan_conv_train_workspace_bytes(p);
   if (!g.workspace || g.workspace_bytes < need)
     fail("the workspace needs " + str(need) + " bytes, got " + str(g.workspace ? g.workspace_bytes : 0));

@@ -82,8 +82,11 @@ void scan_conv_bwd_unit(const ScanConvInferParams& p, const ScanConvTrainGrads& 
   using V = typename VecOf<S>::type;
   constexpr int64_t lanes = static_cast<int64_t>(sizeof(V) / sizeof(S));
   S* dx = static_cast<S*>(g.dx) + b * g.dx_stride_batch;
+  // The unit of the last segment also zeroes the channels past dim.
+  const int64_t zero_end = c1 == p.dim && g.dx_channels > p.dim ? g.dx_channels : c1;
   for (int64_t tok = 0; tok < p.num_tokens; ++tok)
-    for (int64_t c = c0; c < c1; c += lanes) store_part(dx + tok * g.dx_stride_token + c, V{}, ss_min(lanes, c1 - c));
+    for (int64_t c = c0; c < zero_end; c += lanes)
+      store_part(dx + tok * g.dx_stride_token + c, V{}, ss_min(lanes, zero_end - c));
   for (int64_t k = 0; k < p.num_directions; ++k) {
     S* partial = partials + (b * p.num_directions + k) * (p.taps + 1) * p.dim;
     for (int64_t c = c0; c < c1; c += lanes) scan_conv_bwd_direction<S, TAPS>(p, g, b, k, c, partial);

@@ -160,6 +160,25 @@ TEST(ScanConvTrain, GradientsMatchReference) {
   }
 }
 
+TEST(ScanConvTrain, WiderDxRowsGetZerosPastDim) {
+  for (const Case& c : {Case{2, 3, 37, 11, 13, 4, true, true, false}, Case{1, 2, 8, 5, 5, 3, false, true, true}}) {
+    const Inputs in = make_inputs(c, 23);
+    const Grads ref = reference(c, in);
+    const int64_t wide = 2 * c.dim + 3;
+    Call<float> call(c, in);
+    std::vector<float> dx(c.batch * c.T * wide, -7.0f);
+    call.g.dx = dx.data(), call.g.dx_stride_batch = c.T * wide, call.g.dx_stride_token = wide, call.g.dx_channels = wide;
+    call.run();
+    std::vector<float> first(c.batch * c.T * c.dim);
+    for (int64_t r = 0; r < c.batch * c.T; ++r)
+      for (int64_t d = 0; d < wide; ++d) {
+        if (d < c.dim) first[r * c.dim + d] = dx[r * wide + d];
+        else ASSERT_EQ(dx[r * wide + d], 0.0f) << "row " << r << " channel " << d;
+      }
+    expect_close(first, ref.dx, "dx (wide rows)");
+  }
+}
+
 TEST(ScanConvTrain, SegmentsDependOnTheShapesOnly) {
   auto params = [](int64_t batch, int64_t dim) {
     lm::ScanConvInferParams p;
@@ -216,6 +235,11 @@ TEST(ScanConvTrain, BadCallsThrow) {
   {
     Call<float> call(c, in);
     call.p.bias = nullptr;  // dbias without a bias
+    EXPECT_THROW(call.run(), std::invalid_argument);
+  }
+  {
+    Call<float> call(c, in);
+    call.g.dx_channels = c.dim - 1;
     EXPECT_THROW(call.run(), std::invalid_argument);
   }
   {

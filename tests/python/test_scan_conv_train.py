@@ -119,6 +119,29 @@ def test_forward_is_the_inference_kernel():
         assert torch.equal(scan_conv_channels_last_train(x, index, w, b, out_direction_major=major), expected)
 
 
+def test_conv_equals_the_module_path_bit_for_bit():
+    """Without SiLU the op equals the gather + causal_depthwise_conv1d_channels_last path the mixer used,
+    bit for bit where both fuse each multiply-add into one FMA (kernels at AVX2 / AVX-512, torch's
+    vectorised addcmul); otherwise, and with SiLU (the kernels' exp is not torch's), under the KERNEL
+    rule."""
+    from localmamba.nn.scan import causal_depthwise_conv1d_channels_last
+
+    index = scan_index_table(("h", "v_flip", "w2", "w3_flip"), 5, 7)  # w3 pads: padding steps read zeros
+    x, w, b = inputs(torch.float32, index, 35, 4)
+    K, L = index.shape
+    both_fma = _C.selective_scan_cpu_isa() != "baseline" and torch.backends.cpu.get_cpu_capability() in (
+        "AVX2", "AVX512")
+    with torch.no_grad():
+        gathered = x[:, index.clamp_min(0).reshape(-1)].view(3, K, L, 37) * (index >= 0).float().view(1, K, L, 1)
+        for silu in (False, True):
+            module = causal_depthwise_conv1d_channels_last(gathered, w.transpose(1, 2), b, silu=silu)
+            fused = scan_conv_channels_last_train(x, index, w, b, silu=silu)
+            if silu or not both_fma:
+                assert_close(fused, module, torch.float32, f"conv (silu={silu}) against the module path")
+            else:
+                assert torch.equal(fused, module)
+
+
 def test_results_do_not_depend_on_the_thread_count():
     index = random_index(4, 70, 61, torch.Generator().manual_seed(5))
     x, w, b = inputs(torch.float32, index, 61, 4, batch=5)
@@ -199,6 +222,41 @@ def test_opcheck():
     for bias in (b, None):
         for major in (True, False):
             torch.library.opcheck(_fwd_op, (x, index, w, bias, True, major))
+    torch.library.opcheck(_fwd_op, (x._base, index, w, b, True, True))  # x_prefix: the whole wider rows
     dout = torch.randn(3, 2, index.shape[1], 37)
     torch.library.opcheck(_bwd_op, (x.detach(), index, w.detach(), b.detach(), True, dout),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_x_prefix_reads_the_first_channels_and_gives_a_full_width_gradient(dtype):
+    """x_prefix=True with in_proj's whole (B, T, 2D + 3) rows: the same values and weight / bias gradients
+    as the (B, T, D) slice, and x's gradient is the slice's in the first D channels, zeros after."""
+    index = scan_index_table(("h", "w2_flip", "v"), 3, 5)
+    g = torch.Generator().manual_seed(9)
+    xz = torch.randn(2, 15, 2 * 37 + 3, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    w = torch.randn(3, 4, 37, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    b = torch.randn(3, 37, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    dy = torch.randn(2, 3, index.shape[1], 37, generator=g, dtype=torch.float64).to(dtype)
+    full, full_grads = grads(lambda *a: scan_conv_channels_last_train(a[0], index, a[1], a[2], x_prefix=True),
+                             (xz, w, b), dy)
+    sliced, sliced_grads = grads(lambda *a: scan_conv_channels_last_train(a[0][..., :37], index, a[1], a[2]),
+                                 (xz, w, b), dy)
+    assert torch.equal(full, sliced)
+    for a, e in zip(full_grads, sliced_grads):
+        assert torch.equal(a, e)
+    assert torch.equal(full_grads[0][..., 37:], torch.zeros_like(full_grads[0][..., 37:]))
+    with pytest.raises(ValueError, match="weight must be"):
+        scan_conv_channels_last_train(xz, index, w, b)  # without x_prefix the channels must match
+    with pytest.raises(ValueError, match="fewer than"):
+        scan_conv_channels_last_train(xz[..., :30], index, w, b, x_prefix=True)
+
+
+def test_x_prefix_gradcheck_float64():
+    index = scan_index_table(("h", "v_flip"), 2, 3)
+    g = torch.Generator().manual_seed(4)
+    xz = torch.randn(2, 6, 11, generator=g, dtype=torch.float64).requires_grad_()
+    w = torch.randn(2, 3, 5, generator=g, dtype=torch.float64).requires_grad_()
+    b = torch.randn(2, 5, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda *a: scan_conv_channels_last_train(*a[:1], index, *a[1:], x_prefix=True),
+                                   (xz, w, b), **GRADCHECK)

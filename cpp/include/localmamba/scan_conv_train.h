@@ -37,8 +37,11 @@ constexpr int64_t kScanConvTrainBlock = 16;
 struct ScanConvTrainGrads {
   const void* dout = nullptr;  // (batch, K, length, dim), channels contiguous: the output's gradient
   int64_t dout_stride_batch = 0, dout_stride_direction = 0, dout_stride_step = 0;
-  void* dx = nullptr;  // (batch, num_tokens, dim), channels contiguous; every row written
+  void* dx = nullptr;  // (batch, num_tokens, dx_channels), channels contiguous; every row written
   int64_t dx_stride_batch = 0, dx_stride_token = 0;
+  // Channels of a dx row (0: dim); those past dim get zeros, so dx can be the gradient of a wider
+  // row set whose first dim channels are x (e.g. in_proj's (B, T, 2 dim) output, x its first half).
+  int64_t dx_channels = 0;
   void* dweight = nullptr;  // (K, taps, dim), channels contiguous
   int64_t dweight_stride_direction = 0, dweight_stride_tap = 0;
   void* dbias = nullptr;  // optional (K, dim), channels contiguous; needs params.bias

@@ -260,3 +260,19 @@ def test_x_prefix_gradcheck_float64():
     b = torch.randn(2, 5, generator=g, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(lambda *a: scan_conv_channels_last_train(*a[:1], index, *a[1:], x_prefix=True),
                                    (xz, w, b), **GRADCHECK)
+
+
+def test_compiles_in_one_graph():
+    """torch.compile (aot_eager, fullgraph): no graph break (the index's values are not read while
+    tracing), the same output and gradients as eager."""
+    index = scan_index_table(("h", "v_flip"), 3, 5)
+    x, w, b = inputs(torch.float32, index, 15, 4, dim=10, batch=2)
+    xz = x._base.detach()[..., :20].clone().requires_grad_()
+
+    def f(xz, w, b):
+        return scan_conv_channels_last_train(xz, index, w, b, x_prefix=True).square().sum()
+
+    expected = torch.autograd.grad(f(xz, w, b), (xz, w, b))
+    got = torch.autograd.grad(torch.compile(f, backend="aot_eager", fullgraph=True)(xz, w, b), (xz, w, b))
+    for a, e in zip(got, expected):
+        assert torch.equal(a, e)

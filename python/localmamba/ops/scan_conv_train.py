@@ -29,6 +29,7 @@ import torch
 from . import _native
 from .directional_scan_train import channels_last_train_supported as scan_conv_train_supported
 from .mixer_infer import scan_conv_channels_last_reference
+from .scan_table import tracing
 
 __all__ = ["scan_conv_channels_last_train", "scan_conv_channels_last_reference", "scan_conv_train_supported"]
 
@@ -125,7 +126,8 @@ def _check_index(index: torch.Tensor, num_tokens: int) -> None:
             and index.device.type == "cpu" and index.shape[0] >= 1 and index.shape[1] >= 1):
         _fail(f"index must be a CPU int64 tensor (K, L) with K, L >= 1, got "
               f"{getattr(index, 'dtype', type(index).__name__)} {tuple(getattr(index, 'shape', ()))}")
-    if index.numel() and (int(index.min()) < -1 or int(index.max()) >= num_tokens):
+    # Values are data: not read while tracing (the native forward checks them again on every call).
+    if not tracing() and (int(index.min()) < -1 or int(index.max()) >= num_tokens):
         _fail(f"index values must be in [-1, {num_tokens}) (x has {num_tokens} tokens), got "
               f"[{int(index.min())}, {int(index.max())}]")
 

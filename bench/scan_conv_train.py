@@ -1,6 +1,8 @@
 """LocalVim's conv step in training, forward + backward: the gather + causal_depthwise_conv1d_channels_last
-path (nn/scan.py) against the fused op ops.scan_conv_train.scan_conv_channels_last_train, interleaved in
-one process (timings on shared machines are noisy: read the ratio), at 1 and 2 threads.
+path (nn/scan.py) against the fused op ops.scan_conv_train.scan_conv_channels_last_train (on the slice
+xz[..., :Di], and on the whole xz with x_prefix=True), interleaved in one process (timings on shared
+machines are noisy: read the ratios), at 1 and 2 threads. Every variant also sends a gradient into z =
+xz[..., Di:] (as the scan does), so xz's gradient is assembled the way the mixer assembles it.
 
     python bench/scan_conv_train.py [--batch 64] [--dim 96] [--grid 8 8] [--taps 4] [--reps 30]
 """
@@ -36,33 +38,40 @@ def main() -> None:
     w = (0.5 * torch.randn(K, Di, args.taps, generator=g)).requires_grad_()  # MultiMamba's stacked conv weight
     b = torch.randn(K, Di, generator=g).requires_grad_()
     dy = torch.randn(B, K, L, Di, generator=g)
+    dz = torch.randn(B, T, Di, generator=g)
 
     def old():
         x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
         if L > T:
             x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)
         u = causal_depthwise_conv1d_channels_last(x, w, b, silu=True)
-        torch.autograd.backward(u, dy)
+        torch.autograd.backward([u, xz[..., Di:]], [dy, dz])
 
     def new():
         u = scan_conv_channels_last_train(xz[..., :Di], index, w.transpose(1, 2), b)
-        torch.autograd.backward(u, dy)
+        torch.autograd.backward([u, xz[..., Di:]], [dy, dz])
+
+    def new_prefix():
+        u = scan_conv_channels_last_train(xz, index, w.transpose(1, 2), b, x_prefix=True)
+        torch.autograd.backward([u, xz[..., Di:]], [dy, dz])
 
     print(f"B={B} K={K} L={L} T={T} Di={Di} taps={args.taps} float32, forward + backward, median of {args.reps}")
     for threads in (1, 2):
         torch.set_num_threads(threads)
         _C.set_num_threads(threads)
-        times = {"old": [], "new": []}
-        for fn in (old, new, old, new):  # warm-up
+        variants = {"old": old, "new": new, "new x_prefix": new_prefix}
+        times = {name: [] for name in variants}
+        for fn in list(variants.values()) * 2:  # warm-up
             fn()
         for _ in range(args.reps):
-            for name, fn in (("old", old), ("new", new)):
+            for name, fn in variants.items():
                 xz.grad = w.grad = b.grad = None
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
-        o, n = statistics.median(times["old"]) * 1e3, statistics.median(times["new"]) * 1e3
-        print(f"threads={threads}: old {o:.2f} ms, new {n:.2f} ms, old/new {o / n:.2f}x")
+        ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        print(f"threads={threads}: " + ", ".join(f"{name} {v:.2f} ms" for name, v in ms.items()) + "; old/new "
+              + ", ".join(f"{ms['old'] / v:.2f}x ({name})" for name, v in ms.items() if name != "old"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-// Argument validation, workspace layout and the CPU entry point of scan_conv_infer's backward
+// Argument validation, work split and the CPU entry point of scan_conv_infer's backward
 // (scan_conv_train.h), dispatched to the SIMD level the scans picked.
 #include "localmamba/scan_conv_train.h"
 
@@ -16,44 +16,30 @@ namespace {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-int64_t aligned(int64_t bytes) { return (bytes + 63) / 64 * 64; }
-
-int64_t element_bytes(const ScanConvInferParams& p) { return p.dtype == DType::kFloat64 ? 8 : 4; }
-
-// The step at which each direction reads each token (-1: never), into the workspace; throws when a
-// direction reads a token twice (dx would need a sum the pass-2 order does not define).
-void build_inverse(const ScanConvInferParams& p, int64_t* inverse) {
-  for (int64_t i = 0; i < p.num_directions * p.num_tokens; ++i) inverse[i] = -1;
-  for (int64_t k = 0; k < p.num_directions; ++k)
-    for (int64_t s = 0; s < p.length; ++s) {
-      const int64_t tok = p.index[k * p.length + s];
-      if (tok < 0) continue;
-      int64_t& slot = inverse[k * p.num_tokens + tok];
-      if (slot >= 0)
-        fail("direction " + str(k) + " reads token " + str(tok) + " twice (steps " + str(slot) + " and " + str(s) +
-             "); every direction must read each token at most once");
-      slot = s;
-    }
-}
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-ScanConvTrainWorkspace scan_conv_train_workspace(const ScanConvInferParams& p) {
-  ScanConvTrainWorkspace w;
-  const int64_t elem = element_bytes(p);
-  w.inverse_offset = 0;
-  w.dpre_offset = aligned(p.num_directions * p.num_tokens * static_cast<int64_t>(sizeof(int64_t)));
-  const int64_t dpre_bytes = p.silu ? aligned(p.batch * p.num_directions * p.length * p.dim * elem) : 0;
-  w.partial_offset = w.dpre_offset + dpre_bytes;
-  w.bytes = w.partial_offset + aligned(scan_conv_infer_units(p) * (p.taps + 1) * p.dim * elem);
-  return w;
+int64_t scan_conv_train_segment_channels(const ScanConvInferParams& p) {
+  const int64_t blocks = ceil_div(p.dim, kScanConvTrainBlock);
+  if (blocks <= 1 || p.batch <= 0) return blocks * kScanConvTrainBlock;
+  int64_t want = ceil_div(kScanConvTrainTargetUnits, p.batch);
+  want = want < blocks ? want : blocks;
+  return ceil_div(blocks, want) * kScanConvTrainBlock;
 }
 
-int64_t scan_conv_train_dx_units(const ScanConvInferParams& p) {
-  return p.batch * ((p.num_tokens + kScanConvTrainTokens - 1) / kScanConvTrainTokens);
+int64_t scan_conv_train_segments(const ScanConvInferParams& p) {
+  return p.dim <= 0 ? 0 : ceil_div(p.dim, scan_conv_train_segment_channels(p));
 }
+
+int64_t scan_conv_train_units(const ScanConvInferParams& p) { return p.batch * scan_conv_train_segments(p); }
 
 int64_t scan_conv_train_reduce_units(const ScanConvInferParams& p) { return p.num_directions * (p.taps + 1); }
+
+int64_t scan_conv_train_workspace_bytes(const ScanConvInferParams& p) {
+  const int64_t element = p.dtype == DType::kFloat64 ? 8 : 4;
+  return p.batch * p.num_directions * (p.taps + 1) * p.dim * element;
+}
 
 void check_scan_conv_train_grads(const ScanConvInferParams& p, const ScanConvTrainGrads& g) {
   ScanConvInferParams forward = p;
@@ -65,7 +51,9 @@ void check_scan_conv_train_grads(const ScanConvInferParams& p, const ScanConvTra
   if (g.dbias && !p.bias) fail("dbias needs params.bias");
   if (p.batch == 0) return;  // dweight and dbias are zeros; nothing else is read or written
   if (!g.dout || !g.dx) fail("dout and dx must not be null");
-  const int64_t need = scan_conv_train_workspace(p).bytes;
+  if (g.dx_channels != 0 && g.dx_channels < p.dim)
+    fail("dx_channels must be 0 or >= dim = " + str(p.dim) + ", got " + str(g.dx_channels));
+  const int64_t need = scan_conv_train_workspace_bytes(p);
   if (!g.workspace || g.workspace_bytes < need)
     fail("the workspace needs " + str(need) + " bytes, got " + str(g.workspace ? g.workspace_bytes : 0));
   if (reinterpret_cast<uintptr_t>(g.workspace) % 64 != 0) fail("workspace must be 64-byte aligned");
@@ -74,8 +62,6 @@ void check_scan_conv_train_grads(const ScanConvInferParams& p, const ScanConvTra
 void scan_conv_train_bwd_cpu(const ScanConvInferParams& p, const ScanConvTrainGrads& g) {
   check_scan_conv_train_grads(p, g);
   if (p.dim == 0) return;
-  if (p.batch > 0)
-    build_inverse(p, reinterpret_cast<int64_t*>(static_cast<char*>(g.workspace) + scan_conv_train_workspace(p).inverse_offset));
   scan_cpu_kernels().scan_conv_train_bwd(p, g);
 }
 

@@ -1,8 +1,8 @@
 // scan_conv_infer's backward (scan_conv_train.h) against a scalar float64 reference written straight
 // from the contract, on random non-zero data with odd sizes: channel tails that fill no vector,
-// padding steps, tokens read by no direction, partial step and token blocks, strided x rows, both
-// layouts of the output gradient, with and without bias and SiLU; bit-identical for 1, 2 and 3
-// threads; the errors of a bad call.
+// padding steps, tokens read by no direction or several times by one, channel segments with a
+// tail, strided x rows, both layouts of the output gradient, with and without bias and SiLU;
+// bit-identical for 1, 2 and 3 threads; the errors of a bad call.
 // Tolerance: rows_test_util.h (float64 1e-10 relative to max|ref|; float32 1e-3 * max|ref| + 3e-4 |ref|).
 #include <gtest/gtest.h>
 
@@ -27,9 +27,11 @@ using rows_test::expect_close;
 using rows_test::randn;
 
 // K directions of L steps over T tokens: each direction reads a random subset of the tokens once
-// each (so some tokens are read by no direction), the other steps are padding (-1).
-std::vector<int64_t> random_index(int64_t K, int64_t L, int64_t T, std::mt19937& g) {
+// each (so some tokens are read by no direction), the other steps are padding (-1); with `repeats`,
+// every step reads a random token or is padding, so a direction may read a token several times.
+std::vector<int64_t> random_index(int64_t K, int64_t L, int64_t T, bool repeats, std::mt19937& g) {
   std::vector<int64_t> index;
+  std::uniform_int_distribution<int64_t> any(-1, T - 1);
   for (int64_t k = 0; k < K; ++k) {
     std::vector<int64_t> tokens(T);
     std::iota(tokens.begin(), tokens.end(), 0);
@@ -37,6 +39,8 @@ std::vector<int64_t> random_index(int64_t K, int64_t L, int64_t T, std::mt19937&
     std::vector<int64_t> row(L, -1);
     std::copy_n(tokens.begin(), std::min(T, L - L / 4), row.begin());
     std::shuffle(row.begin(), row.end(), g);
+    if (repeats)
+      for (auto& v : row) v = any(g);
     index.insert(index.end(), row.begin(), row.end());
   }
   return index;
@@ -44,7 +48,7 @@ std::vector<int64_t> random_index(int64_t K, int64_t L, int64_t T, std::mt19937&
 
 struct Case {
   int64_t batch, K, dim, T, L, taps;
-  bool bias, silu, direction_major;
+  bool bias, silu, direction_major, repeats = false;
 };
 
 // Inputs of a case: x rows strided (a view into rows of dim + 3), dout in either layout.
@@ -58,7 +62,7 @@ Inputs make_inputs(const Case& c, unsigned seed) {
   std::mt19937 g(seed);
   Inputs in;
   in.row = c.dim + 3;
-  in.index = random_index(c.K, c.L, c.T, g);
+  in.index = random_index(c.K, c.L, c.T, c.repeats, g);
   in.x = randn(c.batch * c.T * in.row, g);
   in.w = randn(c.K * c.taps * c.dim, g, 0.5);
   in.b = randn(c.K * c.dim, g);
@@ -124,7 +128,7 @@ struct Call {
     g.dx = dx.data(), g.dx_stride_batch = c.T * c.dim, g.dx_stride_token = c.dim;
     g.dweight = dw.data(), g.dweight_stride_direction = c.taps * c.dim, g.dweight_stride_tap = c.dim;
     g.dbias = c.bias ? db.data() : nullptr, g.dbias_stride_direction = c.dim;
-    const int64_t bytes = lm::scan_conv_train_workspace(p).bytes;
+    const int64_t bytes = lm::scan_conv_train_workspace_bytes(p);
     workspace_storage.assign(bytes + 64, 0);
     auto address = reinterpret_cast<uintptr_t>(workspace_storage.data());
     g.workspace = workspace_storage.data() + (64 - address % 64) % 64, g.workspace_bytes = bytes;
@@ -149,10 +153,43 @@ void check(const Case& c) {
 TEST(ScanConvTrain, GradientsMatchReference) {
   for (const Case& c : {Case{3, 4, 37, 29, 41, 4, true, true, true}, Case{2, 1, 16, 5, 5, 1, false, false, false},
                         Case{1, 2, 3, 1, 4, 3, true, false, true}, Case{2, 3, 70, 40, 70, 5, false, true, false},
-                        Case{1, 1, 19, 33, 33, 2, true, true, false}, Case{2, 2, 9, 3, 2, 4, true, true, true}}) {
+                        Case{1, 1, 19, 33, 33, 2, true, true, false}, Case{2, 2, 9, 3, 2, 4, true, true, true},
+                        Case{2, 3, 21, 7, 19, 4, true, true, false, true}, Case{1, 2, 100, 9, 12, 3, false, true, true, true}}) {
     check<float>(c);
     check<double>(c);
   }
+}
+
+TEST(ScanConvTrain, WiderDxRowsGetZerosPastDim) {
+  for (const Case& c : {Case{2, 3, 37, 11, 13, 4, true, true, false}, Case{1, 2, 8, 5, 5, 3, false, true, true}}) {
+    const Inputs in = make_inputs(c, 23);
+    const Grads ref = reference(c, in);
+    const int64_t wide = 2 * c.dim + 3;
+    Call<float> call(c, in);
+    std::vector<float> dx(c.batch * c.T * wide, -7.0f);
+    call.g.dx = dx.data(), call.g.dx_stride_batch = c.T * wide, call.g.dx_stride_token = wide, call.g.dx_channels = wide;
+    call.run();
+    std::vector<float> first(c.batch * c.T * c.dim);
+    for (int64_t r = 0; r < c.batch * c.T; ++r)
+      for (int64_t d = 0; d < wide; ++d) {
+        if (d < c.dim) first[r * c.dim + d] = dx[r * wide + d];
+        else ASSERT_EQ(dx[r * wide + d], 0.0f) << "row " << r << " channel " << d;
+      }
+    expect_close(first, ref.dx, "dx (wide rows)");
+  }
+}
+
+TEST(ScanConvTrain, SegmentsDependOnTheShapesOnly) {
+  auto params = [](int64_t batch, int64_t dim) {
+    lm::ScanConvInferParams p;
+    p.batch = batch, p.num_directions = 4, p.dim = dim, p.length = 64, p.num_tokens = 64, p.taps = 4;
+    return p;
+  };
+  EXPECT_EQ(lm::scan_conv_train_units(params(64, 96)), 64);  // one segment of 96 channels each
+  EXPECT_EQ(lm::scan_conv_train_segment_channels(params(8, 384)), 48);
+  EXPECT_EQ(lm::scan_conv_train_units(params(8, 384)), 64);
+  EXPECT_EQ(lm::scan_conv_train_units(params(1, 37)), 3);  // 16 + 16 + a 5-channel tail
+  EXPECT_EQ(lm::scan_conv_train_reduce_units(params(8, 384)), 20);
 }
 
 TEST(ScanConvTrain, EmptyBatchGivesZeroParameterGradients) {
@@ -202,15 +239,13 @@ TEST(ScanConvTrain, BadCallsThrow) {
   }
   {
     Call<float> call(c, in);
-    call.p.taps = lm::kScanConvMaxTaps + 1;
+    call.g.dx_channels = c.dim - 1;
     EXPECT_THROW(call.run(), std::invalid_argument);
   }
-  in.index = {0, 1, 0, -1, 2, 3, 2, 1, -1, -1};  // direction 0 reads token 0 twice
   {
     Call<float> call(c, in);
-    call.dx.assign(call.dx.size(), -7.0f);
+    call.p.taps = lm::kScanConvMaxTaps + 1;
     EXPECT_THROW(call.run(), std::invalid_argument);
-    EXPECT_TRUE(std::all_of(call.dx.begin(), call.dx.end(), [](float v) { return v == -7.0f; })) << "dx written";
   }
   in.index[0] = 4;  // outside [-1, T)
   {

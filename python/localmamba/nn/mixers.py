@@ -347,7 +347,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         L = index.shape[1]
         conv_w = self._stacked_module("conv1d", "weight")[:, :, 0].transpose(1, 2)  # (K, taps, Di)
         record_flops("causal_conv1d", B * K * Di * L * self.d_conv)
-        x = scan_conv_channels_last_train(xz[..., :Di], index, conv_w, self._stacked_module("conv1d", "bias"))
+        x = scan_conv_channels_last_train(xz, index, conv_w, self._stacked_module("conv1d", "bias"), x_prefix=True)
         x_proj_t = self._stacked_module("x_proj", "weight").transpose(1, 2)  # (K, Di, R+2N)
         x_dbl = torch.bmm(x.transpose(0, 1).reshape(K, B * L, Di), x_proj_t).view(K, B, L, R + 2 * N)
         dt, Bs, Cs = torch.split(x_dbl.transpose(0, 1), [R, N, N], dim=-1)  # (B, K, L, .) views

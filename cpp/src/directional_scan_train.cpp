@@ -59,7 +59,9 @@ int64_t directional_scan_train_workspace_bytes(const DirectionalScanInferParams&
 }
 
 void check_directional_scan_train_grads(const DirectionalScanInferParams& p, const DirectionalScanTrainGrads& g) {
-  check_directional_scan_infer_params(p);
+  DirectionalScanInferParams forward = p;  // params.out is not used: dout stands in for the check
+  if (!forward.out) forward.out = const_cast<void*>(g.dout.ptr);
+  check_directional_scan_infer_params(forward);
   if (p.weights) fail("direction weights are not supported (params.weights must be null)");
   if (p.batch == 0 || p.dim == 0) return;
   if (!g.dout.ptr) fail("dout must not be null");

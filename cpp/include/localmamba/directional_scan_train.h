@@ -82,7 +82,8 @@ int64_t directional_scan_train_units(const DirectionalScanInferParams& params);
 // runs on fewer threads, with the same results).
 int64_t directional_scan_train_workspace_bytes(const DirectionalScanInferParams& params);
 
-// Validates the forward params (check_directional_scan_infer_params) and the gradient fields.
+// Validates the forward params (check_directional_scan_infer_params; params.out is not used and
+// may be null) and the gradient fields.
 void check_directional_scan_train_grads(const DirectionalScanInferParams& params, const DirectionalScanTrainGrads& grads);
 
 void directional_scan_train_bwd_cpu(const DirectionalScanInferParams& params, const DirectionalScanTrainGrads& grads);

@@ -30,17 +30,17 @@ namespace {
 constexpr int64_t kInferChunk = 32;  // steps prepared at once (their vectors stay in L1)
 
 // The decay exp(delta * A) is computed as 2^(delta * A log2(e)) with A log2(e) prepared once per
-// call (kDecayScale), so a state's step costs one multiply before the polynomial. float: y is
-// clamped to >= -126 (2^-126 ~ 1e-38 stands for 0; delta * A <= 0 in every model, but any y is
-// safe), k = round(y), r = y - k in [-0.5, 0.5], 2^r by a degree-5 near-minimax polynomial
-// (max relative error 2.4e-7, ~2 ulp, like vexp), scaled by 2^k through vscalefps on AVX-512 and
-// through the exponent bits elsewhere. double is the checking path: libm exp per lane.
+// call (kDecayScale), so a state's step costs one multiply before the polynomial. float:
+// k = round(y), r = y - k in [-0.5, 0.5], 2^r by a degree-5 near-minimax polynomial (max relative
+// error 2.4e-7, ~2 ulp, like vexp), scaled by 2^k: through vscalefps on AVX-512, which needs no
+// clamp (2^k underflows to 0 for any k < -149), and elsewhere through the exponent bits, for which
+// y is clamped to >= -126 first (2^-126 ~ 1e-38 stands for 0; delta * A <= 0 in every model, but
+// any finite y is safe). double is the checking path: libm exp per lane.
 template <typename S> constexpr S kDecayScale = S(1);
 template <> constexpr float kDecayScale<float> = 1.44269504088896341f;
 
 inline vfloat decay(vfloat y) {
 #ifdef LOCALMAMBA_INFER_AVX512
-  y = (vfloat)_mm512_maskz_max_ps(0xffff, (__m512)y, _mm512_set1_ps(-126.0f));
   const vfloat k = (vfloat)_mm512_maskz_roundscale_ps(0xffff, (__m512)y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #else
   y = y < -126.0f ? vfloat{} - 126.0f : y;

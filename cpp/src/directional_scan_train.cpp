@@ -1,10 +1,12 @@
 // Argument validation, unit split and the CPU entry point of the channels-last directional
 // scan's backward, dispatched to the SIMD level the selective scan picked.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
 #include "localmamba/directional_scan_infer.h"
 #include "localmamba/directional_scan_train.h"
+#include "localmamba/parallel.h"
 #include "scan_cpu_dispatch.h"
 
 namespace localmamba {
@@ -33,14 +35,33 @@ int64_t directional_scan_train_units(const DirectionalScanInferParams& p) {
   return p.batch * p.num_directions * directional_scan_train_segments(p);
 }
 
+DirectionalScanTrainLayout directional_scan_train_layout(const DirectionalScanInferParams& p) {
+  auto aligned = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
+  const int64_t es = element_bytes(p), L = p.length, N = p.dstate, V = kDirectionalScanTrainMaxVectorBytes;
+  DirectionalScanTrainLayout lay;
+  lay.segments = directional_scan_train_segments(p);
+  const int64_t partials = lay.segments > 1 ? 2 * lay.segments * p.batch * p.num_directions * L * N : 0;
+  lay.small_offset = aligned(partials * es);
+  lay.slot_offset = lay.small_offset + aligned(p.batch * p.num_directions * p.dim * (N + 2) * es);
+  // 9 per-step vectors, the block's states (L + 1 rows) and decays (L rows), dB / dC accumulators
+  // (L * N vectors each), two row-pointer arrays: the pieces TrainSlot carves, each 64-byte aligned
+  const int64_t block = kDirectionalScanTrainStateBlock;
+  lay.slot_bytes = 9 * aligned(L * V) + aligned((L + 1) * block * V) + aligned(L * block * V) + 2 * aligned(L * N * V) +
+                   2 * aligned(L * static_cast<int64_t>(sizeof(void*)));
+  return lay;
+}
+
 int64_t directional_scan_train_workspace_bytes(const DirectionalScanInferParams& p) {
-  const int64_t partials = 2 * directional_scan_train_segments(p) * p.batch * p.num_directions * p.length * p.dstate;
-  const int64_t small = p.batch * p.num_directions * p.dim * (p.dstate + 2);
-  return (partials + small) * element_bytes(p);
+  const DirectionalScanTrainLayout lay = directional_scan_train_layout(p);
+  const int64_t units = directional_scan_train_units(p);
+  const int64_t slots = std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), units));
+  return lay.slot_offset + slots * lay.slot_bytes;
 }
 
 void check_directional_scan_train_grads(const DirectionalScanInferParams& p, const DirectionalScanTrainGrads& g) {
-  check_directional_scan_infer_params(p);
+  DirectionalScanInferParams forward = p;  // params.out is not used: dout stands in for the check
+  if (!forward.out) forward.out = const_cast<void*>(g.dout.ptr);
+  check_directional_scan_infer_params(forward);
   if (p.weights) fail("direction weights are not supported (params.weights must be null)");
   if (p.batch == 0 || p.dim == 0) return;
   if (!g.dout.ptr) fail("dout must not be null");
@@ -50,10 +71,11 @@ void check_directional_scan_train_grads(const DirectionalScanInferParams& p, con
     fail("du needs its own rows per direction (direction stride != 0); sum them for a shared u");
   if (p.z.ptr && p.z.stride_direction == 0 && p.num_directions > 1 && g.dz.stride_direction == 0)
     fail("dz needs its own rows per direction (direction stride != 0); sum them for a shared z");
-  if (!g.workspace || g.workspace_bytes < directional_scan_train_workspace_bytes(p))
-    fail("workspace must hold directional_scan_train_workspace_bytes = " +
-         std::to_string(directional_scan_train_workspace_bytes(p)) + " bytes, got " +
-         std::to_string(g.workspace_bytes));
+  const DirectionalScanTrainLayout lay = directional_scan_train_layout(p);
+  if (!g.workspace || lay.slots_in(g.workspace_bytes) < 1)
+    fail("workspace must hold at least " + std::to_string(lay.slot_offset + lay.slot_bytes) +
+         " bytes (directional_scan_train_workspace_bytes = " + std::to_string(directional_scan_train_workspace_bytes(p)) +
+         " for every thread), got " + std::to_string(g.workspace_bytes));
   if (reinterpret_cast<uintptr_t>(g.workspace) % 64 != 0) fail("workspace must be 64-byte aligned");
 }
 

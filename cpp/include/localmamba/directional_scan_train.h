@@ -21,9 +21,10 @@
 // Work units are (batch, direction, segment of channels); a segment is a run of whole
 // kDirectionalScanInferBlock channel blocks, and the number of segments depends only on the
 // shapes (enough units for 16+ cores at batch 8). dB / dC are summed over a unit's channels in
-// registers-wide accumulators, then over the segments in a fixed order; dA / dD / ddelta_bias
-// per (batch, channel), then over the batch in a fixed order: results are bit-identical for
-// any thread count. The partial sums live in the caller's workspace (no allocation for them).
+// vector accumulators and over the lanes by a fixed tree, then over the segments in a fixed order;
+// dA / dD / ddelta_bias per (batch, channel), then over the batch in a fixed order: results are
+// bit-identical for any thread count. Everything the kernel writes besides the gradients lives in
+// the caller's workspace (no allocation inside): the partial sums and one scratch slot per thread.
 #pragma once
 
 #include <cstddef>
@@ -50,21 +51,39 @@ struct DirectionalScanTrainGrads {
   int64_t dD_stride = 0;
   void* ddelta_bias = nullptr;  // optional (K * dim,)
   int64_t ddelta_bias_stride = 0;
-  void* workspace = nullptr;  // directional_scan_train_workspace_bytes(params) bytes, 64-byte aligned
+  void* workspace = nullptr;  // >= one slot (directional_scan_train_layout), 64-byte aligned
   int64_t workspace_bytes = 0;
 };
 
 // Units aim at this many (batch * K * segments); more segments only where batch * K is smaller.
 constexpr int64_t kDirectionalScanTrainTargetUnits = 64;
+// States per register block of the backward (the forward states of one block are stored per step).
+constexpr int64_t kDirectionalScanTrainStateBlock = 4;
+// Widest SIMD vector any build may pick at run time: scratch slots are sized for it.
+constexpr int64_t kDirectionalScanTrainMaxVectorBytes = 64;
+
+// Where the parts of the workspace lie (byte offsets, each 64-byte aligned): the dB / dC partial
+// sums over channel segments (absent with one segment), the per-(batch, channel) dA / dD / dbias
+// sums, then scratch slots of slot_bytes, one per thread that runs.
+struct DirectionalScanTrainLayout {
+  int64_t segments = 1;
+  int64_t small_offset = 0, slot_offset = 0, slot_bytes = 0;
+  // Slots that a workspace of `bytes` holds.
+  int64_t slots_in(int64_t bytes) const { return bytes > slot_offset ? (bytes - slot_offset) / slot_bytes : 0; }
+};
+DirectionalScanTrainLayout directional_scan_train_layout(const DirectionalScanInferParams& params);
 
 // Channel segments per (batch, direction): a function of the shapes only.
 int64_t directional_scan_train_segments(const DirectionalScanInferParams& params);
 // Work units of the backward: batch * K * segments.
 int64_t directional_scan_train_units(const DirectionalScanInferParams& params);
-// Bytes of the workspace the backward needs for its partial sums.
+// Bytes of the workspace the backward needs: the partial sums and a scratch slot for each of
+// min(get_num_threads(), units) threads (queried now; a smaller workspace of at least one slot
+// runs on fewer threads, with the same results).
 int64_t directional_scan_train_workspace_bytes(const DirectionalScanInferParams& params);
 
-// Validates the forward params (check_directional_scan_infer_params) and the gradient fields.
+// Validates the forward params (check_directional_scan_infer_params; params.out is not used and
+// may be null) and the gradient fields.
 void check_directional_scan_train_grads(const DirectionalScanInferParams& params, const DirectionalScanTrainGrads& grads);
 
 void directional_scan_train_bwd_cpu(const DirectionalScanInferParams& params, const DirectionalScanTrainGrads& grads);

@@ -76,7 +76,9 @@ def build_optimizer(model: torch.nn.Module, cfg: Dict[str, Any], lr: float) -> t
         g.pop("param_names")
     if o["opt"] != "adamw":  # validated earlier
         raise ValueError(f"unknown optimizer {o['opt']!r}")
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(o["betas"]), eps=o["eps"])
+    # foreach: the same arithmetic as the per-parameter loop (bit-identical updates), in a few
+    # multi-tensor calls instead of ~10 per parameter (half the step's optimizer time on the CPU)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(o["betas"]), eps=o["eps"], foreach=True)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, lr: float, warmup_lr: float, min_lr: float) -> float:

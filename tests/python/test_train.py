@@ -133,6 +133,30 @@ def test_no_weight_decay_groups():
     assert any(".A_log" in n for n in nd) and any(".D" in n for n in nd)
 
 
+def test_optimizer_updates_equal_the_per_parameter_loop():
+    """build_optimizer's multi-tensor AdamW (a speed choice) must not change a single bit of the
+    updates against torch's per-parameter loop with the same groups."""
+    import localmamba
+    from localmamba.train.optim import build_optimizer
+
+    cfg = load_config("digits/local_vim")
+    torch.manual_seed(0)
+    models = [localmamba.create_model("local_vim_test") for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [build_optimizer(m, cfg, 1e-2) for m in models]
+    assert all(g["foreach"] for g in opts[0].param_groups)
+    for g in opts[1].param_groups:
+        g["foreach"] = False
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in models[0].parameters()]
+        for model, opt in zip(models, opts):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+
+
 def test_warmup_cosine_schedule():
     kw = dict(total_steps=100, warmup_steps=10, lr=1e-3, warmup_lr=1e-7, min_lr=1e-6)
     assert math.isclose(lr_factor(0, **kw) * 1e-3, 1e-7)

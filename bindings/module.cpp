@@ -26,6 +26,7 @@ void register_directional_scan_infer(py::module_& m);  // bind_directional_scan_
 void register_directional_scan_train(py::module_& m);  // bind_directional_scan_train.cpp
 void register_mixer_infer(py::module_& m);  // bind_mixer_infer.cpp
 void register_scan_conv_train(py::module_& m);  // bind_scan_conv_train.cpp
+void register_gated_sum_train(py::module_& m);  // bind_gated_sum_train.cpp
 
 namespace {
 
@@ -154,4 +155,5 @@ PYBIND11_MODULE(_C, m) {
   register_directional_scan_train(m);
   register_mixer_infer(m);
   register_scan_conv_train(m);
+  register_gated_sum_train(m);
 }

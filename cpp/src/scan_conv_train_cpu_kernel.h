@@ -19,15 +19,16 @@ namespace {
 // of `taps` rows (the input rows the current step's taps read) and of `taps` dpre values (of the
 // last steps) slides along the scan; once step s has all the dpre it feeds (steps s .. s+taps-1),
 // its share of dx is added into the row of the token it reads. Writes the (b, k) partial dweight
-// (rows 0..taps-1 of `partial`) and dbias (row taps). TAPS = 0: the count is params.taps.
-template <typename S, int TAPS>
+// (rows 0..taps-1 of `partial`) and dbias (row taps). TAPS = 0: the count is params.taps. FULL: a
+// whole vector of channels (a constant count: plain vector loads and stores, all in registers).
+template <typename S, int TAPS, bool FULL>
 void scan_conv_bwd_direction(const ScanConvInferParams& p, const ScanConvTrainGrads& g, int64_t b, int64_t k,
                              int64_t c, S* partial) {
   using V = typename VecOf<S>::type;
   constexpr int64_t lanes = static_cast<int64_t>(sizeof(V) / sizeof(S));
   constexpr int64_t cap = TAPS > 0 ? TAPS : kScanConvMaxTaps;
   const int64_t taps = TAPS > 0 ? TAPS : p.taps;
-  const int64_t cn = ss_min(lanes, p.dim - c);
+  const int64_t cn = FULL ? lanes : ss_min(lanes, p.dim - c);
   const int64_t* idx = p.index + k * p.length;
   const S* x = static_cast<const S*>(p.x) + b * p.x_stride_batch + c;
   const S* dy = static_cast<const S*>(g.dout) + b * g.dout_stride_batch + k * g.dout_stride_direction + c;
@@ -42,14 +43,18 @@ void scan_conv_bwd_direction(const ScanConvInferParams& p, const ScanConvTrainGr
   }
   const V bv = p.bias ? load_part<V>(static_cast<const S*>(p.bias) + k * p.bias_stride_direction + c, cn) : V{};
   V db{};
-  for (int64_t t = 0; t < p.length + taps - 1; ++t) {
+  // Loop-invariant fields in locals: the dx stores could alias the params for all the compiler knows.
+  const int64_t length = p.length, x_stride = p.x_stride_token, dy_stride = g.dout_stride_step;
+  const int64_t dx_stride = g.dx_stride_token;
+  const bool silu = p.silu;
+  for (int64_t t = 0; t < length + taps - 1; ++t) {
     for (int64_t j = 0; j + 1 < taps; ++j) rows[j] = rows[j + 1];
-    const int64_t tok = t < p.length ? idx[t] : -1;
-    rows[taps - 1] = tok < 0 ? nullptr : x + tok * p.x_stride_token;
+    const int64_t tok = t < length ? idx[t] : -1;
+    rows[taps - 1] = tok < 0 ? nullptr : x + tok * x_stride;
     V gv{};
-    if (t < p.length) {
-      gv = load_part<V>(dy + t * g.dout_stride_step, cn);
-      if (p.silu) {  // recompute pre as the forward does; silu'(pre) = sig (1 + pre (1 - sig))
+    if (t < length) {
+      gv = load_part<V>(dy + t * dy_stride, cn);
+      if (silu) {  // recompute pre as the forward does; silu'(pre) = sig (1 + pre (1 - sig))
         V pre = bv;
         for (int64_t j = 0; j < taps; ++j)
           if (rows[j]) pre += wv[j] * load_part<V>(rows[j], cn);
@@ -67,7 +72,7 @@ void scan_conv_bwd_direction(const ScanConvInferParams& p, const ScanConvTrainGr
     if (read >= 0) {  // dx[read] += sum_j w_j dpre[s + taps - 1 - j]
       V acc = wv[0] * window[taps - 1];
       for (int64_t j = 1; j < taps; ++j) acc += wv[j] * window[taps - 1 - j];
-      S* o = dx + read * g.dx_stride_token;
+      S* o = dx + read * dx_stride;
       store_part(o, load_part<V>(o, cn) + acc, cn);
     }
   }
@@ -89,7 +94,10 @@ void scan_conv_bwd_unit(const ScanConvInferParams& p, const ScanConvTrainGrads& 
       store_part(dx + tok * g.dx_stride_token + c, V{}, ss_min(lanes, zero_end - c));
   for (int64_t k = 0; k < p.num_directions; ++k) {
     S* partial = partials + (b * p.num_directions + k) * (p.taps + 1) * p.dim;
-    for (int64_t c = c0; c < c1; c += lanes) scan_conv_bwd_direction<S, TAPS>(p, g, b, k, c, partial);
+    for (int64_t c = c0; c < c1; c += lanes) {
+      if (c + lanes <= c1) scan_conv_bwd_direction<S, TAPS, true>(p, g, b, k, c, partial);
+      else scan_conv_bwd_direction<S, TAPS, false>(p, g, b, k, c, partial);
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include "localmamba/directional_scan.h"
 #include "localmamba/directional_scan_infer.h"
 #include "localmamba/directional_scan_train.h"
+#include "localmamba/gated_sum_train.h"
 #include "localmamba/mixer_infer.h"
 #include "localmamba/scan_conv_train.h"
 #include "localmamba/selective_scan.h"
@@ -26,6 +27,8 @@ struct ScanCpuKernels {
   void (*gate_stats_infer)(const GateStatsInferParams&);
   void (*gated_merge_infer)(const GatedMergeInferParams&);
   void (*scan_conv_train_bwd)(const ScanConvInferParams&, const ScanConvTrainGrads&);
+  void (*gate_grad)(const GatedSumTrainParams&);
+  void (*gated_sum_bwd_y)(const GatedSumTrainParams&);
 };
 
 namespace ss_baseline {

@@ -7,12 +7,13 @@
 #include "directional_scan_train_cpu_kernel.h"
 #include "mixer_infer_cpu_kernel.h"
 #include "scan_conv_train_cpu_kernel.h"
+#include "gated_sum_train_cpu_kernel.h"
 #include "scan_cpu_dispatch.h"
 
 namespace localmamba {
 namespace ss_baseline {
 const ScanCpuKernels kKernels = {true, run_fwd, run_bwd, run_dir_fwd, run_dir_bwd, run_dir_infer,
                                 run_dir_train_bwd, run_scan_conv_infer, run_gate_stats_infer, run_gated_merge_infer,
-                                run_scan_conv_train_bwd};
+                                run_scan_conv_train_bwd, run_gate_grad, run_gated_sum_bwd_y};
 }  // namespace ss_baseline
 }  // namespace localmamba

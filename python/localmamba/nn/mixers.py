@@ -18,10 +18,12 @@ import torch.nn.functional as F
 from ..ops import channels_last_scan_supported, gather_sequences
 from ..ops.directional_scan_train import channels_last_train_supported
 from ..ops.mixer_infer import gate_stats_channels_last, gated_merge_channels_last, scan_conv_channels_last
+from ..ops.gated_sum_train import gate_mlp_backward, gated_sum_channels_last_train
+from ..ops.scan_conv_train import scan_conv_channels_last_train
 from ..ops.backend import resolve_backend
 from ..ops.scan_table import parsed_directions, tracing
 from .layers import MultiScan, SCAttn
-from .scan import (causal_depthwise_conv1d, causal_depthwise_conv1d_channels_last, directional_scan_channels_last,
+from .scan import (causal_depthwise_conv1d, directional_scan_channels_last,
                    directional_selective_scan, record_flops, selective_scan)
 
 __all__ = ["MultiMamba", "SS2D", "dt_bias_init"]
@@ -85,7 +87,7 @@ class _GatedSum(torch.autograd.Function):
         K, L, C = y.shape[1], y.shape[2], y.shape[3]
         grad = grad.contiguous()
         grad_s = torch.stack([(grad * y[:, k]).sum(1, keepdim=True) for k in range(K)], 1)  # (B, K, 1, C)
-        grad_g, dw1, db1, dw2, db2 = _gate_backward(g, w1, b1, w2, s, grad_s)
+        grad_g, dw1, db1, dw2, db2 = gate_mlp_backward(g, w1, b1, w2, s, grad_s)
         # direction-major storage: each direction's slice is contiguous and written in place
         grad_y = y.new_empty((K, y.shape[0], L, C)).transpose(0, 1)
         dln_w = torch.zeros_like(ln_w)
@@ -108,29 +110,15 @@ class _GatedSum(torch.autograd.Function):
         return grad_y, dln_w, dln_b, dw1, db1, dw2, db2, None
 
 
-def _gate_backward(g, w1, b1, w2, s, grad_s):
-    """Gradients of s = sigmoid(W2 gelu(W1 g + b1) + b2) written out (no autograd call inside a
-    backward, so torch.compile keeps the layer in one graph). g, s, grad_s: (B, K, 1, C)."""
-    a1 = F.linear(g, w1, b1)  # (B, K, 1, R)
-    h = F.gelu(a1)
-    d_a2 = grad_s * s * (1 - s)
-    dh = d_a2 @ w2
-    cdf = 0.5 * (1 + torch.erf(a1 * 0.7071067811865476))
-    pdf = torch.exp(-0.5 * a1 * a1) * 0.3989422804014327
-    d_a1 = dh * (cdf + a1 * pdf)  # exact GELU derivative
-    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
-    dw2 = flat(d_a2).t() @ flat(h)
-    dw1 = flat(d_a1).t() @ flat(g)
-    return d_a1 @ w1, dw1, flat(d_a1).sum(0), dw2, flat(d_a2).sum(0)
-
-
-def _gated_sum(y: torch.Tensor, attn) -> torch.Tensor:
-    """sum_k attn(y)[:, k] for a fixed-architecture SS2D (see _GatedSum)."""
+def _gated_sum(y: torch.Tensor, attn, native: bool = False) -> torch.Tensor:
+    """sum_k attn(y)[:, k] for a fixed architecture (see _GatedSum); ``native``: the CPU op with native
+    passes (ops/gated_sum_train.py), for the channels-last paths."""
     if not (isinstance(attn.act_fn, nn.GELU) and attn.act_fn.approximate == "none"
             and isinstance(attn.gate_fn, nn.Sigmoid)):
         raise TypeError("_gated_sum writes out SCAttn's exact-GELU / sigmoid gate; got another gate")
-    return _GatedSum.apply(y, attn.norm.weight, attn.norm.bias, attn.global_reduce.weight, attn.global_reduce.bias,
-                           attn.channel_select.weight, attn.channel_select.bias, float(attn.norm.eps))
+    args = (y, attn.norm.weight, attn.norm.bias, attn.global_reduce.weight, attn.global_reduce.bias,
+            attn.channel_select.weight, attn.channel_select.bias, float(attn.norm.eps))
+    return gated_sum_channels_last_train(*args) if native else _GatedSum.apply(*args)
 
 
 class _DerivedParams:
@@ -346,24 +334,23 @@ class MultiMamba(_BackendMixin, nn.Module):
         return self.out_proj(gated_merge_channels_last(ys, gate))
 
     def _forward_channels_last(self, xz: torch.Tensor, table) -> torch.Tensor:
-        """forward on the CPU (float32 / float64; inference and training): only x is gathered,
-        channels-last (B, K, L, Di); the conv runs on contiguous channel rows, x_proj is one batched
-        GEMM, and the scan reads z straight from in_proj's output through the index -- no
-        (B, K, 2Di, L) gather. With gradients the scan is the channels-last op with its native
-        backward (the CUDA path keeps the fused differentiable op)."""
+        """forward on the CPU (float32 / float64; inference and training). With gradients: the
+        causal conv + SiLU reads x straight from in_proj's output through the index into
+        direction-major rows (native backward, ops/scan_conv_train.py), x_proj is one GEMM per
+        direction, and the scan (native backward) reads z through the index -- no gathered copy of
+        x or z. The CUDA path keeps the fused differentiable op."""
         if channels_last_scan_supported(xz, *self.parameters()):  # no gradient wanted
             return self._forward_inference(xz, table)
-        B, T, _ = xz.shape
+        B = xz.shape[0]
         K, Di, N, R = self.num_directions, self.d_inner, self.d_state, self.dt_rank
         index = table.index
         L = index.shape[1]
-        x = xz[:, index.clamp_min(0).reshape(-1), :Di].view(B, K, L, Di)
-        if L > table.num_tokens:  # every direction visits each token once: the rest are padding steps
-            x = x * (index >= 0).to(x.dtype).view(1, K, L, 1)  # padding steps read zeros
-        conv_b = self._stacked_module("conv1d", "bias")
-        x = causal_depthwise_conv1d_channels_last(x, self._stacked_module("conv1d", "weight")[:, :, 0], conv_b, silu=True)
-        x_dbl = torch.matmul(x, self._stacked_module("x_proj", "weight").transpose(1, 2).unsqueeze(0))  # (B, K, L, R+2N)
-        dt, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=-1)
+        conv_w = self._stacked_module("conv1d", "weight")[:, :, 0].transpose(1, 2)  # (K, taps, Di)
+        record_flops("causal_conv1d", B * K * Di * L * self.d_conv)
+        x = scan_conv_channels_last_train(xz, index, conv_w, self._stacked_module("conv1d", "bias"), x_prefix=True)
+        x_proj_t = self._stacked_module("x_proj", "weight").transpose(1, 2)  # (K, Di, R+2N)
+        x_dbl = torch.bmm(x.transpose(0, 1).reshape(K, B * L, Di), x_proj_t).view(K, B, L, R + 2 * N)
+        dt, Bs, Cs = torch.split(x_dbl.transpose(0, 1), [R, N, N], dim=-1)  # (B, K, L, .) views
         ys = directional_scan_channels_last(
             x, dt, -torch.exp(self._stacked("A_log")).reshape(K * Di, N), Bs, Cs, index, table.num_tokens,
             dt_proj_weight=self._stacked_module("dt_proj", "weight"), D=self._stacked("D").reshape(K * Di),
@@ -372,7 +359,7 @@ class MultiMamba(_BackendMixin, nn.Module):
         )  # (B, K, T, Di)
         if self.multi_scan.search:
             return self.out_proj(self.multi_scan.merge(self.attn(ys)))
-        return self.out_proj(_gated_sum(ys, self.attn))
+        return self.out_proj(_gated_sum(ys, self.attn, native=True))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"
@@ -506,7 +493,7 @@ class SS2D(_BackendMixin, nn.Module):
         if self.multi_scan.search:
             y = self.multi_scan.merge(self.multi_scan.attn(y))
         else:
-            y = _gated_sum(y, self.multi_scan.attn)
+            y = _gated_sum(y, self.multi_scan.attn, native=True)
         return self.out_norm(y)
 
     def _forward_fused(self, x: torch.Tensor, z: torch.Tensor, z_silu: bool) -> torch.Tensor:

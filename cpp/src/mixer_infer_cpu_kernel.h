@@ -21,6 +21,20 @@ inline V silu_vec(V x) {
 
 // ---- scan_conv_infer -------------------------------------------------------------------------
 
+// One output vector of channels at c: bias + the taps in order, then SiLU. FULL: a whole vector (a
+// constant lane count: plain vector loads and stores), else the row's tail.
+template <typename S, bool FULL>
+inline void scan_conv_vector(const ScanConvInferParams& p, const S* const* rows, const S* w, const S* bias, S* o,
+                             int64_t c) {
+  using V = typename VecOf<S>::type;
+  constexpr int64_t lanes = static_cast<int64_t>(sizeof(V) / sizeof(S));
+  const int64_t cn = FULL ? lanes : ss_min(lanes, p.dim - c);
+  V acc = bias ? load_part<V>(bias + c, cn) : V{};
+  for (int64_t j = 0; j < p.taps; ++j)
+    if (rows[j]) acc += load_part<V>(w + j * p.weight_stride_tap + c, cn) * load_part<V>(rows[j] + c, cn);
+  store_part(o + c, p.silu ? silu_vec(acc) : acc, cn);
+}
+
 template <typename S>
 void scan_conv_unit(const ScanConvInferParams& p, int64_t b, int64_t k, int64_t t0, int64_t t1) {
   using V = typename VecOf<S>::type;
@@ -30,6 +44,7 @@ void scan_conv_unit(const ScanConvInferParams& p, int64_t b, int64_t k, int64_t 
   const S* w = static_cast<const S*>(p.weight) + k * p.weight_stride_direction;
   const S* bias = p.bias ? static_cast<const S*>(p.bias) + k * p.bias_stride_direction : nullptr;
   S* out = static_cast<S*>(p.out) + b * p.out_stride_batch + k * p.out_stride_direction;
+  const int64_t whole = p.dim / lanes * lanes;
   for (int64_t t = t0; t < t1; ++t) {
     const S* rows[kScanConvMaxTaps];  // the input row of each tap (null: zeros)
     for (int64_t j = 0; j < p.taps; ++j) {
@@ -38,13 +53,8 @@ void scan_conv_unit(const ScanConvInferParams& p, int64_t b, int64_t k, int64_t 
       rows[j] = tok < 0 ? nullptr : x + tok * p.x_stride_token;
     }
     S* o = out + t * p.out_stride_step;
-    for (int64_t c = 0; c < p.dim; c += lanes) {
-      const int64_t cn = ss_min(lanes, p.dim - c);
-      V acc = bias ? load_part<V>(bias + c, cn) : V{};
-      for (int64_t j = 0; j < p.taps; ++j)
-        if (rows[j]) acc += load_part<V>(w + j * p.weight_stride_tap + c, cn) * load_part<V>(rows[j] + c, cn);
-      store_part(o + c, p.silu ? silu_vec(acc) : acc, cn);
-    }
+    for (int64_t c = 0; c < whole; c += lanes) scan_conv_vector<S, true>(p, rows, w, bias, o, c);
+    if (whole < p.dim) scan_conv_vector<S, false>(p, rows, w, bias, o, whole);
   }
 }
 

@@ -1,7 +1,7 @@
 // Binding of the channels-last directional scan's backward (CPU): DirectionalScanTrainGrads as
 // a Python class with named fields (bind_common.h); the forward's params are the
 // DirectionalScanInferParams bound in bind_directional_scan_infer.cpp. A row set (dout, du,
-// ddelta, dB, dC, dz) takes a TensorArg with (batch, direction, step, inner) strides, unit inner
+// ddelta, dB, dC, dz, ddt) takes a TensorArg with (batch, direction, step, inner) strides, unit inner
 // stride, or None; whether its steps are tokens read through the index is `<name>_by_token`.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -34,9 +34,11 @@ void register_directional_scan_train(py::module_& m) {
   def_rows(cls, kOp, "dB", &G::dB);
   def_rows(cls, kOp, "dC", &G::dC);
   def_rows(cls, kOp, "dz", &G::dz);
+  def_rows(cls, kOp, "ddt", &G::ddt);
   def_tensor(cls, kOp, "dA", &G::dA, {&G::dA_stride_dim, &G::dA_stride_state}, false);
   def_tensor(cls, kOp, "dD", &G::dD, {&G::dD_stride}, false);
   def_tensor(cls, kOp, "ddelta_bias", &G::ddelta_bias, {&G::ddelta_bias_stride}, false);
+  def_tensor(cls, kOp, "ddt_weight", &G::ddt_weight, {&G::ddt_weight_stride_dim, &G::ddt_weight_stride_rank}, false);
   def_address(cls, "workspace", &G::workspace);
   cls.def_readwrite("workspace_bytes", &G::workspace_bytes);
   m.def("directional_scan_train_workspace_bytes", &directional_scan_train_workspace_bytes, py::arg("params"),

@@ -40,14 +40,16 @@ DirectionalScanTrainLayout directional_scan_train_layout(const DirectionalScanIn
   const int64_t es = element_bytes(p), L = p.length, N = p.dstate, V = kDirectionalScanTrainMaxVectorBytes;
   DirectionalScanTrainLayout lay;
   lay.segments = directional_scan_train_segments(p);
-  const int64_t partials = lay.segments > 1 ? 2 * lay.segments * p.batch * p.num_directions * L * N : 0;
+  const int64_t R = p.dt_rank;
+  const int64_t partials = lay.segments > 1 ? lay.segments * p.batch * p.num_directions * L * (2 * N + R) : 0;
   lay.small_offset = aligned(partials * es);
-  lay.slot_offset = lay.small_offset + aligned(p.batch * p.num_directions * p.dim * (N + 2) * es);
-  // 9 per-step vectors, the block's states (L + 1 rows) and decays (L rows), dB / dC accumulators
-  // (L * N vectors each), two row-pointer arrays: the pieces TrainSlot carves, each 64-byte aligned
+  lay.slot_offset = lay.small_offset + aligned(p.batch * p.num_directions * p.dim * (N + 2 + R) * es);
+  // 9 per-step vectors, the block's states (L + 1 rows) and decays (L rows), dB / dC / ddt
+  // accumulators (L * N, L * N, L * R vectors), two row-pointer arrays: the pieces TrainSlot
+  // carves, each 64-byte aligned
   const int64_t block = kDirectionalScanTrainStateBlock;
   lay.slot_bytes = 9 * aligned(L * V) + aligned((L + 1) * block * V) + aligned(L * block * V) + 2 * aligned(L * N * V) +
-                   2 * aligned(L * static_cast<int64_t>(sizeof(void*)));
+                   aligned(L * R * V) + 2 * aligned(L * static_cast<int64_t>(sizeof(void*)));
   return lay;
 }
 
@@ -65,7 +67,9 @@ void check_directional_scan_train_grads(const DirectionalScanInferParams& p, con
   if (p.weights) fail("direction weights are not supported (params.weights must be null)");
   if (p.batch == 0 || p.dim == 0) return;
   if (!g.dout.ptr) fail("dout must not be null");
-  if (!g.du.ptr || !g.ddelta.ptr || !g.dB.ptr || !g.dC.ptr || !g.dA) fail("du, ddelta, dB, dC and dA must not be null");
+  if (!g.du.ptr || !g.dB.ptr || !g.dC.ptr || !g.dA) fail("du, dB, dC and dA must not be null");
+  if (p.dt_rank == 0 && !g.ddelta.ptr) fail("ddelta must not be null (dt_rank == 0)");
+  if (p.dt_rank == 0 && (g.ddt.ptr || g.ddt_weight)) fail("ddt and ddt_weight need dt_rank > 0");
   if (p.z.ptr && !g.dz.ptr) fail("dz must not be null when z is given");
   if (p.u.stride_direction == 0 && p.num_directions > 1 && g.du.stride_direction == 0)
     fail("du needs its own rows per direction (direction stride != 0); sum them for a shared u");

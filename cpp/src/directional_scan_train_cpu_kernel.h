@@ -36,7 +36,7 @@ inline S* grad_row(const ChannelsLastGradRows& r, int64_t b, int64_t k, int64_t 
 }
 
 // One thread's scratch, carved from its workspace slot: per-step vectors of one lane group over
-// the whole sequence, the stored forward of one state block, and the unit's dB / dC accumulators.
+// the whole sequence, the stored forward of one state block, and the unit's dB / dC / ddt accumulators.
 template <typename S>
 struct TrainSlot {
   using V = typename VecOf<S>::type;
@@ -44,15 +44,17 @@ struct TrainSlot {
   V* H;   // (L + 1) rows of kTrainStateBlock: row 0 = h_{-1} = 0, row t + 1 = h_t
   V* DA;  // L rows of kTrainStateBlock: exp(delta_t A)
   V *dBacc, *dCacc;  // (L, N): the unit's dB / dC terms, summed over its lane groups
+  V* dtacc;          // (L, dt_rank): the unit's ddt terms, likewise
   const S **brow, **crow;
 
-  TrainSlot(char* base, int64_t L, int64_t N) {
+  TrainSlot(char* base, int64_t L, int64_t N, int64_t R) {
     Arena arena{base};
     for (V** a : {&dl, &dsp, &uu, &dlu, &dy, &gz, &ypre, &gs, &gd}) *a = arena.take<V>(L);
     H = arena.take<V>((L + 1) * kDirectionalScanTrainStateBlock);
     DA = arena.take<V>(L * kDirectionalScanTrainStateBlock);
     dBacc = arena.take<V>(L * N);
     dCacc = arena.take<V>(L * N);
+    dtacc = arena.take<V>(L * R);
     brow = arena.take<const S*>(L);
     crow = arena.take<const S*>(L);
   }
@@ -171,7 +173,7 @@ inline V lane_sums(const V* v) {
 }
 #endif
 
-// The unit's dB / dC accumulators summed over the lanes: (t, n) -> out_row(t)[n] for every step.
+// A unit's (L, N) accumulators (dB / dC / ddt) summed over the lanes: (t, n) -> out_row(t)[n].
 template <typename S, typename Row>
 inline void store_lane_sums(const typename VecOf<S>::type* acc, int64_t L, int64_t N, Row&& out_row) {
   using V = typename VecOf<S>::type;
@@ -190,7 +192,8 @@ inline void store_lane_sums(const typename VecOf<S>::type* acc, int64_t L, int64
 
 // Gradient of one vector of channels [c0, c0 + cn) of direction k, batch b: per-step inputs, then
 // the state blocks (forward and adjoint), then the per-step gradients. Adds this group's dB / dC
-// terms into the slot's accumulators (the unit's first group stores them) and writes its per-channel dA, dD, dbias sums into `small`.
+// (and ddt) terms into the slot's accumulators (the unit's first group stores them) and writes its
+// per-channel dA, dD, dbias (and ddt_weight) sums into `small`.
 template <typename S>
 void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalScanTrainGrads& g, int64_t b, int64_t k,
                         int64_t c0, int64_t cn, bool first, const TrainSlot<S>& s, S* small) {
@@ -275,24 +278,35 @@ void train_bwd_channels(const DirectionalScanInferParams& p, const DirectionalSc
     }
   });
   V dD = V{}, dbias = V{};
+  V* dw = a2;  // the ddt_weight sums (a2 is free now)
+  for (int64_t r = 0; r < R; ++r) dw[r] = V{};
+  const bool want_ddt = g.ddt.ptr != nullptr, want_dw = g.ddt_weight != nullptr;
   for (int64_t t = 0; t < L; ++t) {
     const int64_t tok = idx[t];
     const V du = dl[t] * gs[t] + skip * dy[t];
     const V ddl = (gd[t] + uu[t] * gs[t]) * dsp[t];
     dD += dy[t] * uu[t];
     dbias += ddl;
+    if (want_ddt) {
+      V* acc = s.dtacc + t * R;
+      for (int64_t r = 0; r < R; ++r) acc[r] = first ? ddl * w[r] : acc[r] + ddl * w[r];
+    }
+    if (want_dw)
+      if (const S* dt = infer_row<S>(p.dt, b, k, p.dt.by_token ? tok : t))
+        for (int64_t r = 0; r < R; ++r) dw[r] += ddl * dt[r];
     auto step = [&](const ChannelsLastGradRows& r) { return r.by_token ? tok : t; };
     if (S* row = grad_row<S>(g.du, b, k, step(g.du))) store_part(row + c0, du, cn);
     if (S* row = grad_row<S>(g.ddelta, b, k, step(g.ddelta))) store_part(row + c0, ddl, cn);
     if (p.z.ptr)
       if (S* row = grad_row<S>(g.dz, b, k, step(g.dz))) store_part(row + c0, ypre[t] * gz[t], cn);
   }
-  const int64_t per_ch = N + 2;
+  const int64_t per_ch = N + 2 + R;
   for (int64_t j = 0; j < cn; ++j) {
     S* sp = small + (b * p.num_directions * p.dim + d0 + j) * per_ch;
     for (int64_t n = 0; n < N; ++n) sp[n] = dA_acc[n][j];
     sp[N] = dD[j];
     sp[N + 1] = dbias[j];
+    for (int64_t r = 0; r < R; ++r) sp[N + 2 + r] = dw[r][j];
   }
 }
 
@@ -300,25 +314,27 @@ template <typename S>
 void dir_train_bwd_kernel(const DirectionalScanInferParams& p, const DirectionalScanTrainGrads& g) {
   using V = typename VecOf<S>::type;
   constexpr int64_t lanes = static_cast<int64_t>(sizeof(V) / sizeof(S));
-  const int64_t N = p.dstate, L = p.length, K = p.num_directions, KD = K * p.dim;
+  const int64_t N = p.dstate, L = p.length, K = p.num_directions, KD = K * p.dim, R = p.dt_rank;
   const DirectionalScanTrainLayout lay = directional_scan_train_layout(p);
   const int64_t segments = lay.segments, units = directional_scan_train_units(p);
   const int64_t slots = ss_min(ss_min(lay.slots_in(g.workspace_bytes), get_num_threads()), units);
   const int64_t per_segment = (p.dim + segments - 1) / segments;  // segments divide whole blocks
   const int64_t seg_channels =
       (per_segment + kDirectionalScanInferBlock - 1) / kDirectionalScanInferBlock * kDirectionalScanInferBlock;
-  // workspace: [dB / dC partials (segments, B, K, L, N) each, when segments > 1], (B, K * dim, N + 2), slots
+  // workspace: [partials over segments, when segments > 1: dB, dC (segments, B, K, L, N), ddt
+  // (segments, B, K, L, R)], (B, K * dim, N + 2 + R), slots
   char* ws = static_cast<char*>(g.workspace);
   S* part_b = reinterpret_cast<S*>(ws);
   const int64_t part_n = segments > 1 ? segments * p.batch * K * L * N : 0;
   S* part_c = part_b + part_n;
+  S* part_t = part_c + part_n;
   S* small = reinterpret_cast<S*>(ws + lay.small_offset);
 
   // Each slot (thread) runs a fixed contiguous range of units; a unit's results do not depend on
   // which slot ran it, so the split never changes a value.
   parallel_for(slots, 1, [&](int64_t begin, int64_t end) {
     for (int64_t slot = begin; slot < end; ++slot) {
-      const TrainSlot<S> s(ws + lay.slot_offset + slot * lay.slot_bytes, L, N);
+      const TrainSlot<S> s(ws + lay.slot_offset + slot * lay.slot_bytes, L, N, R);
       for (int64_t unit = units * slot / slots; unit < units * (slot + 1) / slots; ++unit) {
         const int64_t seg = unit % segments, bk = unit / segments;
         const int64_t k = bk % K, b = bk / K;
@@ -327,42 +343,47 @@ void dir_train_bwd_kernel(const DirectionalScanInferParams& p, const Directional
           train_bwd_channels<S>(p, g, b, k, c0, ss_min(lanes, c_end - c0), c0 == c_begin, s, small);
         const int64_t* idx = p.index + k * L;
         if (segments == 1) {
-          store_lane_sums<S>(s.dBacc, L, N, [&](int64_t t) { return grad_row<S>(g.dB, b, k, g.dB.by_token ? idx[t] : t); });
-          store_lane_sums<S>(s.dCacc, L, N, [&](int64_t t) { return grad_row<S>(g.dC, b, k, g.dC.by_token ? idx[t] : t); });
+          auto rows = [&](const ChannelsLastGradRows& r) {
+            return [&](int64_t t) { return grad_row<S>(r, b, k, r.by_token ? idx[t] : t); };
+          };
+          store_lane_sums<S>(s.dBacc, L, N, rows(g.dB));
+          store_lane_sums<S>(s.dCacc, L, N, rows(g.dC));
+          if (g.ddt.ptr) store_lane_sums<S>(s.dtacc, L, R, rows(g.ddt));
         } else {
-          S* pb = part_b + ((seg * p.batch + b) * K + k) * L * N;
-          S* pc = part_c + ((seg * p.batch + b) * K + k) * L * N;
+          const int64_t row0 = (seg * p.batch + b) * K + k;
+          S *pb = part_b + row0 * L * N, *pc = part_c + row0 * L * N, *pt = part_t + row0 * L * R;
           store_lane_sums<S>(s.dBacc, L, N, [&](int64_t t) { return pb + t * N; });
           store_lane_sums<S>(s.dCacc, L, N, [&](int64_t t) { return pc + t * N; });
+          if (g.ddt.ptr) store_lane_sums<S>(s.dtacc, L, R, [&](int64_t t) { return pt + t * R; });
         }
       }
     }
   });
 
-  // Fixed-order sums: dB / dC over the segments, dA / dD / dbias over the batch.
+  // Fixed-order sums: dB / dC / ddt over the segments, dA / dD / dbias / ddt_weight over the batch.
   if (segments > 1) {
+    // partials (segments, B, K, L, width) -> rows of `width` values
+    auto sum_segments = [&](const S* part, const ChannelsLastGradRows& rows, int64_t width, int64_t b, int64_t k) {
+      const int64_t* idx = p.index + k * L;
+      for (int64_t t = 0; t < L; ++t) {
+        S* row = grad_row<S>(rows, b, k, rows.by_token ? idx[t] : t);
+        if (!row) continue;
+        for (int64_t n = 0; n < width; ++n) {
+          S sum = 0;
+          for (int64_t seg = 0; seg < segments; ++seg) sum += part[(((seg * p.batch + b) * K + k) * L + t) * width + n];
+          row[n] = sum;
+        }
+      }
+    };
     parallel_for(p.batch * K, 1, [&](int64_t begin, int64_t end) {
       for (int64_t bk = begin; bk < end; ++bk) {
-        const int64_t k = bk % K, b = bk / K;
-        const int64_t* idx = p.index + k * L;
-        for (int64_t t = 0; t < L; ++t) {
-          const int64_t tok = idx[t];
-          S* rb = grad_row<S>(g.dB, b, k, g.dB.by_token ? tok : t);
-          S* rc = grad_row<S>(g.dC, b, k, g.dC.by_token ? tok : t);
-          for (int64_t n = 0; n < N; ++n) {
-            S sb = 0, sc = 0;
-            for (int64_t seg = 0; seg < segments; ++seg) {
-              const int64_t at = ((seg * p.batch + b) * K + k) * L * N + t * N + n;
-              sb += part_b[at], sc += part_c[at];
-            }
-            if (rb) rb[n] = sb;
-            if (rc) rc[n] = sc;
-          }
-        }
+        sum_segments(part_b, g.dB, N, bk / K, bk % K);
+        sum_segments(part_c, g.dC, N, bk / K, bk % K);
+        if (g.ddt.ptr) sum_segments(part_t, g.ddt, R, bk / K, bk % K);
       }
     });
   }
-  const int64_t per_ch = N + 2;
+  const int64_t per_ch = N + 2 + R;
   parallel_for(KD, 16, [&](int64_t begin, int64_t end) {
     S* out = small + begin * per_ch;  // batch 0's rows [begin, end) collect the sums, batch in order
     const int64_t count = (end - begin) * per_ch;
@@ -375,6 +396,9 @@ void dir_train_bwd_kernel(const DirectionalScanInferParams& p, const Directional
       for (int64_t n = 0; n < N; ++n) static_cast<S*>(g.dA)[d * g.dA_stride_dim + n * g.dA_stride_state] = sd[n];
       if (g.dD) static_cast<S*>(g.dD)[d * g.dD_stride] = sd[N];
       if (g.ddelta_bias) static_cast<S*>(g.ddelta_bias)[d * g.ddelta_bias_stride] = sd[N + 1];
+      if (g.ddt_weight)
+        for (int64_t r = 0; r < R; ++r)
+          static_cast<S*>(g.ddt_weight)[d * g.ddt_weight_stride_dim + r * g.ddt_weight_stride_rank] = sd[N + 2 + r];
     }
   });
 }

@@ -41,7 +41,7 @@ struct TrainData {
 
 // Gradients in the kernel's output layouts.
 struct TrainGrads {
-  std::vector<double> du, ddelta, dB, dC, dz, dA, dD, dbias;
+  std::vector<double> du, ddelta, dB, dC, dz, dA, dD, dbias, ddt, ddt_weight;  // ddt*: dt_rank > 0
 };
 
 TrainData make_data(const TrainCase& c, uint32_t seed) {
@@ -90,12 +90,14 @@ TrainGrads reference(const TrainCase& c, const TrainData& d) {
   r.dA.assign(K * Dm * N, 0.0);
   r.dD.assign(K * Dm, 0.0);
   r.dbias.assign(K * Dm, 0.0);
+  r.ddt.assign(c.batch * K * S * R, kSentinel);
+  r.ddt_weight.assign(K * Dm * R, 0.0);
   std::vector<double> h((L + 1) * N), dlt(L), dsp(L), uu(L), dy(L), gz(L), ypre(L), gs(L), gd(L);
   for (int64_t b = 0; b < c.batch; ++b)
     for (int64_t k = 0; k < K; ++k) {
       const int64_t* idx = d.index.data() + k * L;
       auto row_of = [&](int64_t t) { return c.sequence_inputs ? t : idx[t]; };  // -1: padding, no row
-      std::vector<double> dB_sum(L * N, 0.0), dC_sum(L * N, 0.0);
+      std::vector<double> dB_sum(L * N, 0.0), dC_sum(L * N, 0.0), ddt_sum(L * R, 0.0);
       for (int64_t ch = 0; ch < Dm; ++ch) {
         const int64_t dg = k * Dm + ch;
         for (int64_t t = 0; t < L; ++t) {
@@ -150,6 +152,10 @@ TrainGrads reference(const TrainCase& c, const TrainData& d) {
           if (s >= 0) {
             r.du[((b * K + k) * S + s) * Dm + ch] = dlt[t] * gs[t] + d.D[dg] * dy[t];
             r.ddelta[((b * K + k) * S + s) * Dm + ch] = ddl;
+            for (int64_t q = 0; q < R; ++q) {
+              ddt_sum[t * R + q] += ddl * d.W[dg * R + q];
+              r.ddt_weight[dg * R + q] += ddl * d.delta[((b * K + k) * S + s) * R + q];
+            }
           }
           if (c.with_z && tok >= 0) r.dz[((b * K + k) * T + tok) * Dm + ch] = ypre[t] * gz[t];
         }
@@ -161,6 +167,7 @@ TrainGrads reference(const TrainCase& c, const TrainData& d) {
           r.dB[((b * K + k) * S + s) * N + n] = dB_sum[t * N + n];
           r.dC[((b * K + k) * S + s) * N + n] = dC_sum[t * N + n];
         }
+        for (int64_t q = 0; q < R; ++q) r.ddt[((b * K + k) * S + s) * R + q] = ddt_sum[t * R + q];
       }
     }
   return r;
@@ -168,12 +175,13 @@ TrainGrads reference(const TrainCase& c, const TrainData& d) {
 
 template <typename S>
 struct KernelGrads {
-  std::vector<S> du, ddelta, dB, dC, dz, dA, dD, dbias;
+  std::vector<S> du, ddelta, dB, dC, dz, dA, dD, dbias, ddt, ddt_weight;
 };
 
-// Runs the kernel on the data cast to S. workspace_slots: 0 = the size the library asks for.
+// Runs the kernel on the data cast to S. workspace_slots: 0 = the size the library asks for;
+// with_ddelta: false leaves ddelta out (dt_rank > 0: ddt and ddt_weight only).
 template <typename S>
-KernelGrads<S> run_kernel(const TrainCase& c, const TrainData& d, int64_t workspace_slots = 0) {
+KernelGrads<S> run_kernel(const TrainCase& c, const TrainData& d, int64_t workspace_slots = 0, bool with_ddelta = true) {
   const int64_t L = c.length, T = c.tokens, Dm = c.dim, N = c.N, R = c.R, K = c.K;
   const int64_t Sn = c.sequence_inputs ? L : T, Ku = c.sequence_inputs ? K : 1;
   const bool by_token = !c.sequence_inputs;
@@ -206,10 +214,16 @@ KernelGrads<S> run_kernel(const TrainCase& c, const TrainData& d, int64_t worksp
   out.dA.assign(K * Dm * N, sentinel);
   out.dD.assign(K * Dm, sentinel);
   out.dbias.assign(K * Dm, sentinel);
+  out.ddt.assign(c.batch * K * Sn * R, sentinel);
+  out.ddt_weight.assign(K * Dm * R, sentinel);
   lm::DirectionalScanTrainGrads g;
   g.dout = {dout.data(), K * T * Dm, T * Dm, Dm, true};
   g.du = {out.du.data(), K * Sn * Dm, Sn * Dm, Dm, by_token};
-  g.ddelta = {out.ddelta.data(), K * Sn * Dm, Sn * Dm, Dm, by_token};
+  if (with_ddelta) g.ddelta = {out.ddelta.data(), K * Sn * Dm, Sn * Dm, Dm, by_token};
+  if (R) {
+    g.ddt = {out.ddt.data(), K * Sn * R, Sn * R, R, by_token};
+    g.ddt_weight = out.ddt_weight.data(), g.ddt_weight_stride_dim = R, g.ddt_weight_stride_rank = 1;
+  }
   g.dB = {out.dB.data(), K * Sn * N, Sn * N, N, by_token};
   g.dC = {out.dC.data(), K * Sn * N, Sn * N, N, by_token};
   if (c.with_z) g.dz = {out.dz.data(), K * T * Dm, T * Dm, Dm, true};
@@ -229,6 +243,8 @@ template <typename S>
 void compare(const KernelGrads<S>& a, const TrainGrads& e) {
   expect_close(a.du, e.du, "du");
   expect_close(a.ddelta, e.ddelta, "ddelta");
+  expect_close(a.ddt, e.ddt, "ddt");
+  expect_close(a.ddt_weight, e.ddt_weight, "ddt_weight");
   expect_close(a.dB, e.dB, "dB");
   expect_close(a.dC, e.dC, "dC");
   expect_close(a.dz, e.dz, "dz");
@@ -242,12 +258,18 @@ void check(const TrainCase& c) {
   const TrainGrads e = reference(c, d);
   compare(run_kernel<double>(c, d), e);
   compare(run_kernel<float>(c, d), e);
+  if (c.R) {  // ddt and ddt_weight without the (B, K, S, D) ddelta: the same values
+    const KernelGrads<double> full = run_kernel<double>(c, d), lean = run_kernel<double>(c, d, 0, false);
+    EXPECT_EQ(full.ddt, lean.ddt);
+    EXPECT_EQ(full.ddt_weight, lean.ddt_weight);
+    EXPECT_EQ(lean.ddelta, std::vector<double>(lean.ddelta.size(), kSentinel));
+  }
 }
 
 template <typename S>
 bool same(const KernelGrads<S>& a, const KernelGrads<S>& b) {
   return a.du == b.du && a.ddelta == b.ddelta && a.dB == b.dB && a.dC == b.dC && a.dz == b.dz && a.dA == b.dA &&
-         a.dD == b.dD && a.dbias == b.dbias;
+         a.dD == b.dD && a.dbias == b.dbias && a.ddt == b.ddt && a.ddt_weight == b.ddt_weight;
 }
 
 TEST(DirectionalScanTrain, SequenceInputsWithDtProjectionAndTokenZ) {  // the LocalVim layout
@@ -306,6 +328,12 @@ TEST(DirectionalScanTrain, RejectsBadWorkspaceAndMissingGradients) {
   EXPECT_THROW(lm::directional_scan_train_bwd_cpu(p, g), std::invalid_argument);
   g.workspace_bytes += 1;
   EXPECT_NO_THROW(lm::directional_scan_train_bwd_cpu(p, g));
+  g.ddt_weight = dA.data();  // needs dt_rank > 0
+  EXPECT_THROW(lm::directional_scan_train_bwd_cpu(p, g), std::invalid_argument);
+  g.ddt_weight = nullptr;
+  g.ddelta.ptr = nullptr;  // required with dt_rank == 0
+  EXPECT_THROW(lm::directional_scan_train_bwd_cpu(p, g), std::invalid_argument);
+  g.ddelta.ptr = du.data();
   g.dB.ptr = nullptr;
   EXPECT_THROW(lm::directional_scan_train_bwd_cpu(p, g), std::invalid_argument);
 }

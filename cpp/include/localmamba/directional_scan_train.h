@@ -12,8 +12,10 @@
 //     shared by the directions (direction stride 0 in the forward) needs per-direction gradient
 //     rows that the caller sums. Padding steps of by-token rows (index -1) are never written.
 //     ddelta is the gradient of the pre-activation delta (before the bias and softplus): with
-//     dt_rank > 0, of sum_r dt_weight[d, r] dt[b, k, s, r], so ddt and ddt_weight are its
-//     products with dt_weight and dt (GEMMs, done by the caller).
+//     dt_rank > 0, of sum_r dt_weight[d, r] dt[b, k, s, r]. Its products with dt_weight and dt
+//     come out directly when asked for (so the (B, K, S, dim) ddelta need not exist):
+//   ddt: rows (b, k, s) of dt_rank values, sum_c ddelta[c] dt_weight[d, r] (like dB / dC);
+//   ddt_weight (K * dim, dt_rank): sum over batch and steps of ddelta dt[b, k, s, r].
 //   dB, dC: rows (b, k, s) of dstate values, summed over the channels.
 //   dA (K * dim, N), dD (K * dim), ddelta_bias (K * dim): summed over batch and steps.
 // Weights (reduce / search weights) are not supported here (params.weights must be null).
@@ -44,13 +46,17 @@ struct ChannelsLastGradRows {
 
 struct DirectionalScanTrainGrads {
   ChannelsLastRows dout;                     // (B, K, num_tokens, dim) by token: the output's gradient
-  ChannelsLastGradRows du, ddelta, dB, dC, dz;  // du, ddelta, dB, dC required; dz when params.z is given
+  // du, dB, dC required; dz when params.z is given; ddelta required when dt_rank == 0, else each of
+  // ddelta, ddt and ddt_weight is optional (computed when given)
+  ChannelsLastGradRows du, ddelta, dB, dC, dz, ddt;
   void* dA = nullptr;                        // (K * dim, dstate)
   int64_t dA_stride_dim = 0, dA_stride_state = 0;
   void* dD = nullptr;  // optional (K * dim,)
   int64_t dD_stride = 0;
   void* ddelta_bias = nullptr;  // optional (K * dim,)
   int64_t ddelta_bias_stride = 0;
+  void* ddt_weight = nullptr;  // optional (K * dim, dt_rank), dt_rank > 0 only
+  int64_t ddt_weight_stride_dim = 0, ddt_weight_stride_rank = 0;
   void* workspace = nullptr;  // >= one slot (directional_scan_train_layout), 64-byte aligned
   int64_t workspace_bytes = 0;
 };
@@ -62,9 +68,9 @@ constexpr int64_t kDirectionalScanTrainStateBlock = 4;
 // Widest SIMD vector any build may pick at run time: scratch slots are sized for it.
 constexpr int64_t kDirectionalScanTrainMaxVectorBytes = 64;
 
-// Where the parts of the workspace lie (byte offsets, each 64-byte aligned): the dB / dC partial
-// sums over channel segments (absent with one segment), the per-(batch, channel) dA / dD / dbias
-// sums, then scratch slots of slot_bytes, one per thread that runs.
+// Where the parts of the workspace lie (byte offsets, each 64-byte aligned): the dB / dC / ddt
+// partial sums over channel segments (absent with one segment), the per-(batch, channel)
+// dA / dD / dbias / ddt_weight sums, then scratch slots of slot_bytes, one per thread that runs.
 struct DirectionalScanTrainLayout {
   int64_t segments = 1;
   int64_t small_offset = 0, slot_offset = 0, slot_bytes = 0;

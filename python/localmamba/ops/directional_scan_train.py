@@ -7,8 +7,9 @@ channels, so the adjoint recurrence runs on whole vectors with no horizontal sum
 differentiable ``directional_selective_scan`` vectorises over the N states. Nothing is saved by the
 forward beyond its inputs: the backward re-runs the recurrence of its channels.
 
-With ``dt_proj_weight`` the kernel returns the gradient of the projected delta (B, K, S, D); the
-gradients of the low-rank dt and of the weight are then two GEMMs here. Gradients of a u or z shared
+With ``dt_proj_weight`` the kernel returns the gradients of the low-rank dt (B, K, S, R) and of the
+weight (K, D, R) directly (the projected delta's (B, K, S, D) gradient is never formed; the weight's
+is summed over the batch in a fixed order). Gradients of a u or z shared
 by the directions (direction stride 0, e.g. LocalVim's z read from in_proj's output through the
 index) come back per direction and are summed here in direction order. The split into work units and
 every reduction have a fixed order: results do not depend on the thread count.
@@ -44,13 +45,14 @@ def _sum_directions(per_direction: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _grad_shapes(u, z, A, index, num_tokens: int, sequence_inputs: bool):
-    """Shapes of du, ddelta, dB, dC, dz (per direction for a shared u / z)."""
+def _grad_shapes(u, delta, dt_weight, z, A, index, num_tokens: int, sequence_inputs: bool):
+    """Shapes of du, ddelta (ddt with a dt weight), dB, dC, dz (per direction for a shared u / z)."""
     K, length = index.shape
     batch, dim, N = u.shape[0], u.shape[-1], A.shape[1]
     steps = length if sequence_inputs else num_tokens
     zs = None if z is None else (batch, K, num_tokens if z.dim() == 3 else steps, dim)
-    return (batch, K, steps, dim), (batch, K, steps, dim), (batch, K, steps, N), (batch, K, steps, N), zs
+    dd = (batch, K, steps, delta.shape[-1] if dt_weight is not None else dim)
+    return (batch, K, steps, dim), dd, (batch, K, steps, N), (batch, K, steps, N), zs
 
 
 @torch.library.custom_op("localmamba::directional_scan_train_bwd", mutates_args=())
@@ -70,17 +72,20 @@ def _bwd_op(
     sequence_inputs: bool,
     dout: torch.Tensor,
 ) -> List[torch.Tensor]:
-    """[du, ddelta (of the pre-activation delta), dB, dC, dz, dA, dD, ddelta_bias]; shared u / z
-    gradients per direction; absent ones empty."""
+    """[du, ddelta (of the pre-activation delta; with dt_weight: ddt, of the low-rank dt), ddt_weight
+    (empty without dt_weight), dB, dC, dz, dA, dD, ddelta_bias]; shared u / z gradients per
+    direction; absent ones empty."""
     from .. import _C
 
-    du, ddelta, dB, dC = (u.new_empty(s) for s in _grad_shapes(u, z, A, index, num_tokens, sequence_inputs)[:4])
-    dz_shape = _grad_shapes(u, z, A, index, num_tokens, sequence_inputs)[4]
-    dz = u.new_empty(dz_shape) if dz_shape else u.new_empty(0)
+    shapes = _grad_shapes(u, delta, dt_weight, z, A, index, num_tokens, sequence_inputs)
+    du, ddelta, dB, dC = (u.new_empty(s) for s in shapes[:4])
+    dz = u.new_empty(shapes[4]) if shapes[4] else u.new_empty(0)
+    dw = torch.empty_like(dt_weight, memory_format=torch.contiguous_format) if dt_weight is not None \
+        else u.new_empty(0)
     dA = torch.empty_like(A)
     dD = torch.empty_like(D) if D is not None else u.new_empty(0)
     dbias = torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0)
-    grads = [du, ddelta, dB, dC, dz, dA, dD, dbias]
+    grads = [du, ddelta, dw, dB, dC, dz, dA, dD, dbias]
     if u.shape[0] == 0 or u.shape[-1] == 0:
         return [g.zero_() for g in grads]
     # the forward's params (dout stands in for the unused output pointer)
@@ -89,9 +94,12 @@ def _bwd_op(
     workspace = torch.empty(_C.directional_scan_train_workspace_bytes(params), dtype=torch.uint8)
     arg = _native.tensor_arg
     fields = dict(dout=arg(dout, list(dout.stride())), dA=arg(dA), dD=arg(dD) if D is not None else None,
-                  ddelta_bias=arg(dbias) if delta_bias is not None else None, workspace=workspace.data_ptr(),
+                  ddelta_bias=arg(dbias) if delta_bias is not None else None,
+                  ddt_weight=arg(dw.view(-1, dw.shape[-1])) if dt_weight is not None else None,
+                  workspace=workspace.data_ptr(),
                   workspace_bytes=workspace.numel())
-    for name, t, by_token in (("du", du, not sequence_inputs), ("ddelta", ddelta, not sequence_inputs),
+    for name, t, by_token in (("du", du, not sequence_inputs),
+                              ("ddt" if dt_weight is not None else "ddelta", ddelta, not sequence_inputs),
                               ("dB", dB, not sequence_inputs), ("dC", dC, not sequence_inputs),
                               ("dz", dz if z is not None else None, z is not None and (z.dim() == 3 or not sequence_inputs))):
         if t is not None:
@@ -103,8 +111,9 @@ def _bwd_op(
 
 @_bwd_op.register_fake
 def _(u, delta, dt_weight, A, B, C, D, z, delta_bias, index, num_tokens, delta_softplus, sequence_inputs, dout):
-    du, ddelta, dB, dC, dz = _grad_shapes(u, z, A, index, num_tokens, sequence_inputs)
-    return [u.new_empty(du), u.new_empty(ddelta), u.new_empty(dB), u.new_empty(dC),
+    du, ddelta, dB, dC, dz = _grad_shapes(u, delta, dt_weight, z, A, index, num_tokens, sequence_inputs)
+    return [u.new_empty(du), u.new_empty(ddelta),
+            torch.empty_like(dt_weight) if dt_weight is not None else u.new_empty(0), u.new_empty(dB), u.new_empty(dC),
             u.new_empty(dz) if dz else u.new_empty(0), torch.empty_like(A),
             torch.empty_like(D) if D is not None else u.new_empty(0),
             torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0)]
@@ -123,7 +132,7 @@ class _ChannelsLastScan(torch.autograd.Function):
     def backward(ctx, dout):
         u, delta, dt_weight, A, B, C, D, z, delta_bias, index = ctx.saved_tensors
         num_tokens, delta_softplus, sequence_inputs = ctx.flags
-        du, ddelta, dB, dC, dz, dA, dD, dbias = _bwd_op(
+        du, ddelta, ddt_weight, dB, dC, dz, dA, dD, dbias = _bwd_op(
             u, delta, dt_weight, A, B, C, D, z, delta_bias, index, num_tokens, delta_softplus, sequence_inputs,
             dout.contiguous())
         dz = dz if z is not None else None
@@ -133,13 +142,7 @@ class _ChannelsLastScan(torch.autograd.Function):
             du = _sum_directions(du)
         if dz is not None and z.dim() == 3:
             dz = _sum_directions(dz)
-        ddt = ddt_weight = None
-        if dt_weight is not None:  # delta = dt @ dt_weight[k]^T per direction
-            ddt = torch.matmul(ddelta, dt_weight) if ctx.needs_input_grad[1] else None
-            if ctx.needs_input_grad[2]:
-                ddt_weight = torch.matmul(ddelta.transpose(2, 3), delta).sum(0) if ddelta.shape[0] > 1 else \
-                    torch.matmul(ddelta[0].transpose(1, 2), delta[0])
-            ddelta = ddt
+        ddt_weight = ddt_weight if dt_weight is not None else None  # ddelta is then ddt, the low-rank dt's
         return (du, ddelta, ddt_weight, dA, dB, dC, dD, dz, dbias, None, None, None, None)
 
 

@@ -1,6 +1,7 @@
 #include "localmamba/parallel.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -250,8 +251,6 @@ int find_openmp_runtime(struct dl_phdr_info* info, size_t, void* out) {
 
 OpenMpTeam load_openmp_team() {
   OpenMpTeam team;
-  const char* mode = std::getenv("LOCALMAMBA_THREAD_POOL");
-  if (mode && std::strcmp(mode, "own") == 0) return team;
   std::string path;
   dl_iterate_phdr(find_openmp_runtime, &path);
   if (path.empty()) return team;
@@ -262,27 +261,66 @@ OpenMpTeam load_openmp_team() {
   if (parallel && in_parallel) team.parallel = parallel, team.in_parallel = in_parallel;
   return team;
 }
+// How many shared objects the process has loaded so far (glibc's running count, read from the first
+// object's entry: O(1)); 0 when the C library does not say.
+int read_load_count(struct dl_phdr_info* info, size_t size, void* out) {
+  const bool has_count = size >= offsetof(struct dl_phdr_info, dlpi_adds) + sizeof(info->dlpi_adds);
+  *static_cast<unsigned long long*>(out) = has_count ? info->dlpi_adds : 0;
+  return 1;
+}
+
+unsigned long long loaded_object_count() {
+  unsigned long long count = 0;
+  dl_iterate_phdr(read_load_count, &count);
+  return count;
+}
 #else
 OpenMpTeam load_openmp_team() { return OpenMpTeam{}; }
+unsigned long long loaded_object_count() { return 0; }
 #endif
 
-std::once_flag g_team_once;
-OpenMpTeam g_team;
+// The team, once found; until then the library may be imported before the framework loads its
+// runtime (e.g. `import localmamba` before `import torch`), so the search runs again whenever the
+// process has loaded more shared objects since the last one.
+std::atomic<const OpenMpTeam*> g_team{nullptr};
+std::mutex g_team_mutex;
+OpenMpTeam g_team_storage;
+unsigned long long g_searched_at = ~0ull;  // loaded-object count at the last search
 #if defined(__unix__) || defined(__APPLE__)
 const pid_t g_team_pid = getpid();  // the team is only used by the process that found it
 #endif
+
+const OpenMpTeam* find_openmp_team() {
+  static const bool own_only = [] {
+    const char* mode = std::getenv("LOCALMAMBA_THREAD_POOL");
+    return mode && std::strcmp(mode, "own") == 0;
+  }();
+  if (own_only) return nullptr;
+  if (const OpenMpTeam* team = g_team.load(std::memory_order_acquire)) return team;
+  std::lock_guard<std::mutex> lock(g_team_mutex);
+  const unsigned long long loaded = loaded_object_count();
+  if (loaded != g_searched_at || loaded == 0) {
+    g_searched_at = loaded;
+    OpenMpTeam team = load_openmp_team();
+    if (team.parallel) {
+      g_team_storage = team;
+      g_team.store(&g_team_storage, std::memory_order_release);
+    }
+  }
+  return g_team.load(std::memory_order_acquire);
+}
 
 // The process's OpenMP team, or null when parallel_for runs on the own pool. Called from inside an
 // OpenMP region (e.g. from a PyTorch op's worker), the own pool's rules apply: nesting stays serial
 // there, and GOMP would run a nested region on one thread anyway.
 const OpenMpTeam* shared_openmp_team() {
-  std::call_once(g_team_once, [] { g_team = load_openmp_team(); });
-  if (!g_team.parallel) return nullptr;
+  const OpenMpTeam* team = find_openmp_team();
+  if (!team) return nullptr;
 #if defined(__unix__) || defined(__APPLE__)
   if (getpid() != g_team_pid) return nullptr;
 #endif
-  if (g_team.in_parallel()) return nullptr;
-  return &g_team;
+  if (team->in_parallel()) return nullptr;
+  return team;
 }
 
 }  // namespace

@@ -51,6 +51,21 @@ def test_both_pools_give_identical_results(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_the_team_is_found_when_localmamba_is_imported_before_torch():
+    """`localmamba` first (its import asks the extension for its build info), PyTorch's OpenMP
+    runtime loaded only afterwards: the kernels must still find and use its team."""
+    code = ("import localmamba, sys; assert 'torch' not in sys.modules; "
+            "first = localmamba.build_info()['thread_pool']; import torch; "
+            "from localmamba.ops.mixer_infer import gate_stats_channels_last; "
+            "gate_stats_channels_last(torch.randn(2, 3, 40, 33)); print(first, localmamba.build_info()['thread_pool'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "LOCALMAMBA_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    first, after = result.stdout.split()
+    assert first == "own"  # nothing to share yet
+    assert after == ("openmp-shared" if _torch_uses_openmp() else "own")
+
+
 _FORK = r"""
 import multiprocessing as mp, torch
 from localmamba.ops.mixer_infer import gate_stats_channels_last

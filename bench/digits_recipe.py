@@ -54,6 +54,9 @@ def main() -> None:
     if args.threads:
         env["OMP_NUM_THREADS"] = env["LOCALMAMBA_NUM_THREADS"] = str(args.threads)
     pythons = [sys.executable] + args.compare
+    for p in args.compare:
+        if not (os.path.isfile(p) and os.access(p, os.X_OK)):
+            raise SystemExit(f"--compare: {p!r} is not an executable Python interpreter (e.g. OTHER/.venv/bin/python)")
     steps = args.epochs * STEPS_PER_EPOCH
     results = {p: [] for p in pythons}
     loads = []

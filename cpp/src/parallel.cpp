@@ -38,6 +38,23 @@ int default_num_threads() {
 
 thread_local bool tls_inside_parallel_region = false;
 
+// The loop every thread of a job runs, on either pool: take the next task index until none is left;
+// the first exception is kept (under error_mutex) for the caller to rethrow, later ones dropped.
+void take_tasks(std::atomic<int64_t>& next, int64_t num_tasks, const std::function<void(int64_t)>& task,
+                std::mutex& error_mutex, std::exception_ptr& error) {
+  const bool was_inside = tls_inside_parallel_region;
+  tls_inside_parallel_region = true;
+  for (int64_t i = next.fetch_add(1); i < num_tasks; i = next.fetch_add(1)) {
+    try {
+      task(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  }
+  tls_inside_parallel_region = was_inside;
+}
+
 // Protocol: run() publishes a job (task, task count, generation) under `mutex_`. A worker joins
 // the job only while it is published and only once per generation, registering itself in
 // `active_workers_` under the same lock; it reads the job's fields into locals when it joins.
@@ -89,21 +106,7 @@ class ThreadPool {
     int64_t num_tasks = 0;
   };
 
-  void drain(const Job& job) {
-    const bool was_inside = tls_inside_parallel_region;
-    tls_inside_parallel_region = true;
-    for (;;) {
-      const int64_t i = next_task_.fetch_add(1);
-      if (i >= job.num_tasks) break;
-      try {
-        (*job.task)(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-      }
-    }
-    tls_inside_parallel_region = was_inside;
-  }
+  void drain(const Job& job) { take_tasks(next_task_, job.num_tasks, *job.task, mutex_, error_); }
 
   void worker_loop() {
     uint64_t joined_generation = 0;
@@ -219,17 +222,7 @@ class OpenMpTeam {
   // Each team thread takes blocks until none is left (the team may be smaller than asked for).
   static void body(void* data) {
     Job& job = *static_cast<Job*>(data);
-    const bool was_inside = tls_inside_parallel_region;
-    tls_inside_parallel_region = true;
-    for (int64_t b = job.next.fetch_add(1); b < job.num_blocks; b = job.next.fetch_add(1)) {
-      try {
-        (*job.task)(b);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(job.error_mutex);
-        if (!job.error) job.error = std::current_exception();
-      }
-    }
-    tls_inside_parallel_region = was_inside;
+    take_tasks(job.next, job.num_blocks, *job.task, job.error_mutex, job.error);
   }
 };
 

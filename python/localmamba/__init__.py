@@ -9,6 +9,12 @@ from . import _C  # noqa: F401  (the native extension; built by `pip install .`)
 
 __version__ = _C.build_info()["version"]
 
+if os.environ.get("LOCALMAMBA_THREAD_POOL", "own") != "own":  # the one value it takes; anything else is ignored
+    import warnings
+
+    warnings.warn(f"LOCALMAMBA_THREAD_POOL={os.environ['LOCALMAMBA_THREAD_POOL']!r} is ignored: the only value is "
+                  "'own' (unset: share the process's OpenMP team)", stacklevel=2)
+
 # Heavier entry points load on first use so `import localmamba` stays fast.
 _LAZY = {
     "create_model": ("localmamba.models", "create_model"),

@@ -94,3 +94,10 @@ def test_kernels_run_in_a_forked_child():
     result = subprocess.run([sys.executable, "-c", _FORK], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "LOCALMAMBA_NUM_THREADS": "2"})
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_an_unknown_pool_setting_warns_in_one_line():
+    result = subprocess.run([sys.executable, "-c", "import localmamba"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "LOCALMAMBA_THREAD_POOL": "OWN"})
+    assert result.returncode == 0
+    assert "LOCALMAMBA_THREAD_POOL='OWN' is ignored" in result.stderr and "Traceback" not in result.stderr
